@@ -1,0 +1,43 @@
+"""Typed errors of the platform. Each message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class RakutenError(Exception):
+    """Base class: every error the platform raises on purpose derives from it."""
+
+
+class ConfigurationError(RakutenError):
+    """A setting is missing or inconsistent."""
+
+
+class UnknownLabelError(RakutenError, ValueError):
+    """A prdtypecode outside the 27 known classes was met where a valid label is required."""
+
+
+class ObjectStoreError(RakutenError):
+    """The object store (S3 or local folder) cannot be reached or lacks a bucket/key."""
+
+
+class ObjectNotFoundError(ObjectStoreError, KeyError):
+    """A key does not exist in the object store."""
+
+
+class DatabaseError(RakutenError):
+    """The relational database cannot be reached or lacks a table."""
+
+
+class SourceError(RakutenError):
+    """An ingestion source is unreadable as a whole (not one bad row: those are quarantined)."""
+
+
+class SnapshotNotFoundError(RakutenError, LookupError):
+    """No dataset snapshot matches the requested id."""
+
+
+class TrainingError(RakutenError):
+    """A model cannot be trained on the data it was given."""
+
+
+class ModelLoadError(RakutenError):
+    """A registered model cannot be resolved or loaded."""

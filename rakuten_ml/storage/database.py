@@ -1,0 +1,163 @@
+"""The platform's relational tables (SQLAlchemy Core) and the few operations on them.
+
+SQLite is the embedded default; PostgreSQL in production. Every write is an upsert keyed
+by a natural id (snapshot id, run id + product id) so reruns never duplicate rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
+
+from rakuten_ml.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+dataset_snapshots = sa.Table(
+    "dataset_snapshots",
+    metadata,
+    sa.Column("snapshot_id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("n_input", sa.Integer, nullable=False),
+    sa.Column("n_accepted", sa.Integer, nullable=False),
+    sa.Column("n_quarantined", sa.Integer, nullable=False),
+    sa.Column("store_url", sa.Text, nullable=False),
+    sa.Column("manifest_key", sa.Text, nullable=False),
+    sa.Column("manifest", sa.JSON, nullable=False),
+)
+
+quarantined_rows = sa.Table(
+    "quarantined_rows",
+    metadata,
+    sa.Column("snapshot_id", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(512), primary_key=True),
+    sa.Column("location", sa.String(512), primary_key=True),
+    sa.Column("reason", sa.String(64), primary_key=True),
+    sa.Column("productid", sa.BigInteger, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False),
+)
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("productid", sa.BigInteger, primary_key=True),
+    sa.Column("model_name", sa.String(250), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("variant", sa.String(32), nullable=False),
+    sa.Column("prdtypecode", sa.Integer, nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("modality", sa.String(16), nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def labelled_products_table(name: str = "labelled_products", meta: sa.MetaData | None = None) -> sa.Table:
+    """Schema of the human-labelled products table that ingestion reads (feedback, corrections)."""
+    return sa.Table(
+        name,
+        meta if meta is not None else sa.MetaData(),
+        sa.Column("productid", sa.BigInteger, primary_key=True),
+        sa.Column("imageid", sa.BigInteger, nullable=True),
+        sa.Column("designation", sa.Text, nullable=True),
+        sa.Column("description", sa.Text, nullable=True),
+        sa.Column("prdtypecode", sa.Integer, nullable=True),
+        sa.Column("image_key", sa.Text, nullable=True),
+        sa.Column("labelled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """Engine for ``url``; fails fast with a clear error when the database is unreachable."""
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
+    if url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 5}
+    elif url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+    engine = sa.create_engine(url, **kwargs)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot reach database {engine.url.render_as_string(hide_password=True)}: {exc.orig}; "
+            "check RAKUTEN_DATABASE_URL and that the server is running"
+        ) from exc
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    """Create the platform's tables when missing (idempotent)."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def upsert(
+    engine: Engine,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    update: bool = True,
+    chunk_size: int = 5000,
+) -> int:
+    """Insert ``rows``; on a primary-key conflict overwrite (``update``) or keep the stored row."""
+    if not rows:
+        return 0
+    keys = [c.name for c in table.primary_key.columns]
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise DatabaseError(f"upsert supports PostgreSQL and SQLite, not {dialect}")
+    with engine.begin() as conn:
+        for start in range(0, len(rows), chunk_size):
+            chunk = list(rows[start : start + chunk_size])
+            stmt = insert(table).values(chunk)
+            if update:
+                others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+                stmt = stmt.on_conflict_do_update(index_elements=keys, set_=others)
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+            conn.execute(stmt)
+    return len(rows)
+
+
+def reflect_table(engine: Engine, name: str) -> sa.Table:
+    """A table that must already exist (a source table), with a clear error when it does not."""
+    try:
+        return sa.Table(name, sa.MetaData(), autoload_with=engine)
+    except NoSuchTableError:
+        raise DatabaseError(
+            f"table {name!r} does not exist in {engine.url.render_as_string(hide_password=True)}; "
+            "create it (rakuten-ml db init --with-labelled-products) or fix RAKUTEN_LABELLED_PRODUCTS_TABLE"
+        ) from None
+    except (OperationalError, ProgrammingError) as exc:
+        raise DatabaseError(f"cannot read table {name!r}: {exc.orig}") from exc
+
+
+def fetch_all(engine: Engine, statement: sa.Executable) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(statement)]
+
+
+def count_rows(engine: Engine, table: sa.Table, **where: Any) -> int:
+    stmt = sa.select(sa.func.count()).select_from(table)
+    for column, value in where.items():
+        stmt = stmt.where(table.c[column] == value)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def rows_as_dicts(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows]
