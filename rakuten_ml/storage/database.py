@@ -7,7 +7,7 @@ by a natural id (snapshot id, run id + product id) so reruns never duplicate row
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +25,8 @@ dataset_snapshots = sa.Table(
     metadata,
     sa.Column("snapshot_id", sa.String(64), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Bumped by every ingest that lands on this same content, so "latest" follows the data.
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("n_input", sa.Integer, nullable=False),
     sa.Column("n_accepted", sa.Integer, nullable=False),
@@ -157,7 +159,3 @@ def count_rows(engine: Engine, table: sa.Table, **where: Any) -> int:
         stmt = stmt.where(table.c[column] == value)
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
-
-
-def rows_as_dicts(rows: Iterable[Any]) -> list[dict[str, Any]]:
-    return [dict(r) for r in rows]

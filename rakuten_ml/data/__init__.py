@@ -1,0 +1,1 @@
+"""Data layer: sources -> data contract -> quarantine / content-addressed dataset snapshots."""

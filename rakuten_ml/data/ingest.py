@@ -1,0 +1,219 @@
+"""Ingestion: read every source, validate each row against the contract, quarantine the bad
+ones, resolve duplicated product ids and write a content-addressed snapshot.
+
+Duplicate policy (latest source wins): sources are applied oldest first — catalogue files
+(the bulk export), then the labelled-products table ordered by ``labelled_at`` (human
+labels are corrections of the export) — and within a file the later line wins. Only rows
+that passed the contract compete: an invalid newer row is quarantined and never hides a
+valid older one. Every losing row is quarantined as ``duplicate_superseded`` with the
+location of the winner, so counts always balance: input = accepted + quarantined.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from rakuten_ml.data.contract import (
+    ProductRow,
+    RawRecord,
+    Reason,
+    Rejection,
+    check_image_bytes,
+    raw_fields,
+    validate_fields,
+)
+from rakuten_ml.data.snapshot import SnapshotManifest, write_snapshot
+from rakuten_ml.data.sources import CatalogueFilesSource, PostgresLabelledSource, SourceBatch
+from rakuten_ml.errors import ObjectNotFoundError, RakutenError
+from rakuten_ml.storage.object_store import ObjectStore, sha256_hex
+
+log = logging.getLogger(__name__)
+
+IMAGE_STORE_PREFIX = "images/sha256"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    manifest: SnapshotManifest
+    created: bool
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.manifest.snapshot_id
+
+    def summary(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "snapshot_id": m.snapshot_id,
+            "created": self.created,
+            "n_input": m.n_input,
+            "n_accepted": m.n_accepted,
+            "n_quarantined": m.n_quarantined,
+            "quarantine_reasons": m.quarantine_reasons,
+        }
+
+
+@dataclass
+class _Candidate:
+    record: RawRecord
+    row: ProductRow
+    image_key: str | None = None
+    image_sha256: str | None = None
+
+
+def content_image_key(digest: str) -> str:
+    """Where an image lives once ingested: addressed by its content, shared by all snapshots."""
+    return f"{IMAGE_STORE_PREFIX}/{digest[:2]}/{digest}.jpg"
+
+
+class ImageChecker:
+    """Checks that each candidate's image exists and decodes, and copies it into content-addressed storage."""
+
+    def __init__(self, source_store: ObjectStore, target_store: ObjectStore, *, require_image: bool, workers: int = 8) -> None:
+        self.source_store = source_store
+        self.target_store = target_store
+        self.require_image = require_image
+        self.workers = workers
+        self._present = {info.key for info in target_store.list(IMAGE_STORE_PREFIX)}
+
+    def _check_one(self, candidate: _Candidate) -> Rejection | None:
+        record = candidate.record
+
+        def reject(reason: Reason, detail: str) -> Rejection:
+            return Rejection(record.source, record.location, reason, detail, candidate.row.productid, _raw(record))
+
+        if record.image_key is None:
+            return reject(Reason.MISSING_IMAGE, "no image reference") if self.require_image else None
+        try:
+            data = self.source_store.get_bytes(record.image_key)
+        except ObjectNotFoundError:
+            if self.require_image:
+                return reject(Reason.MISSING_IMAGE, f"image {self.source_store.uri(record.image_key)} does not exist")
+            return None
+        problem = check_image_bytes(data)
+        if problem:
+            return reject(Reason.CORRUPT_IMAGE, f"{self.source_store.uri(record.image_key)}: {problem}")
+        digest = sha256_hex(data)
+        key = content_image_key(digest)
+        if key not in self._present:
+            self._present.add(key)  # before the write: identical images in one batch are written once
+            self.target_store.put_bytes(key, data)
+        candidate.image_key, candidate.image_sha256 = key, digest
+        return None
+
+    def check(self, candidates: list[_Candidate]) -> tuple[list[_Candidate], list[Rejection]]:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            outcomes = list(pool.map(self._check_one, candidates))
+        kept = [c for c, rej in zip(candidates, outcomes, strict=True) if rej is None]
+        return kept, [rej for rej in outcomes if rej is not None]
+
+
+def _raw(record: RawRecord) -> dict[str, Any]:
+    return raw_fields(record.fields)
+
+
+def resolve_duplicates(candidates: list[_Candidate]) -> tuple[list[_Candidate], list[Rejection]]:
+    """Keep the last candidate per productid (candidates arrive oldest first)."""
+    winners: dict[int, _Candidate] = {}
+    losers: list[Rejection] = []
+    for candidate in candidates:
+        previous = winners.get(candidate.row.productid)
+        if previous is not None:
+            losers.append(
+                Rejection(
+                    previous.record.source,
+                    previous.record.location,
+                    Reason.DUPLICATE_SUPERSEDED,
+                    f"productid {candidate.row.productid} superseded by {candidate.record.location}",
+                    candidate.row.productid,
+                    _raw(previous.record),
+                )
+            )
+        winners[candidate.row.productid] = candidate
+    return list(winners.values()), losers
+
+
+def _products_frame(candidates: list[_Candidate]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "productid": c.row.productid,
+                "imageid": c.row.imageid,
+                "designation": c.row.designation,
+                "description": c.row.description,
+                "prdtypecode": c.row.prdtypecode,
+                "image_key": c.image_key,
+                "image_sha256": c.image_sha256,
+                "source": c.record.source,
+                "location": c.record.location,
+            }
+            for c in candidates
+        ],
+        columns=["productid", "imageid", "designation", "description", "prdtypecode", "image_key", "image_sha256", "source", "location"],
+    ).astype({"productid": "int64", "imageid": "int64", "prdtypecode": "int64"})
+
+
+def ingest_batches(
+    batches: list[SourceBatch],
+    *,
+    source_store: ObjectStore,
+    target_store: ObjectStore,
+    engine: Engine,
+    require_image: bool = True,
+) -> IngestResult:
+    """Validate, deduplicate and snapshot what the sources yielded (oldest source first)."""
+    rejections: list[Rejection] = []
+    candidates: list[_Candidate] = []
+    n_input = 0
+    versions: dict[str, str] = {}
+    for batch in batches:
+        n_input += batch.n_input
+        versions.update(batch.versions)
+        rejections.extend(batch.rejections)
+        for record in batch.records:
+            outcome = validate_fields(record)
+            if isinstance(outcome, Rejection):
+                rejections.append(outcome)
+            else:
+                candidates.append(_Candidate(record, outcome))
+    candidates, image_rejections = ImageChecker(source_store, target_store, require_image=require_image).check(candidates)
+    rejections.extend(image_rejections)
+    candidates, superseded = resolve_duplicates(candidates)
+    rejections.extend(superseded)
+    products = _products_frame(candidates)
+    if len(products) + len(rejections) != n_input:
+        raise RakutenError(
+            f"ingestion lost rows: {n_input} in, {len(products)} accepted + {len(rejections)} quarantined; this is a bug"
+        )
+    manifest, created = write_snapshot(target_store, engine, products, rejections, n_input=n_input, sources=versions)
+    return IngestResult(manifest, created)
+
+
+def ingest(
+    *,
+    source_store: ObjectStore,
+    source_prefix: str,
+    target_store: ObjectStore,
+    engine: Engine,
+    labelled_engine: Engine | None = None,
+    labelled_table: str | None = None,
+    require_image: bool = True,
+    x_file: str = "X_train_update.csv",
+    y_file: str = "Y_train_CVw08PX.csv",
+    image_folder: str = "image_train",
+) -> IngestResult:
+    """Ingest the catalogue files at ``source_prefix`` and, when given, the labelled-products table."""
+    files = CatalogueFilesSource(source_store, source_prefix, x_file=x_file, y_file=y_file, image_folder=image_folder)
+    batches = [files.read()]
+    if labelled_engine is not None and labelled_table:
+        table_source = PostgresLabelledSource(labelled_engine, labelled_table, image_prefix=source_prefix, image_folder=image_folder)
+        batches.append(table_source.read())
+    result = ingest_batches(batches, source_store=source_store, target_store=target_store, engine=engine, require_image=require_image)
+    log.info("ingest done: %s", result.summary())
+    return result

@@ -1,0 +1,239 @@
+"""Ingestion into content-addressed snapshots: bad rows quarantined, counts balanced, reruns idempotent."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from rakuten_ml.data.ingest import content_image_key, ingest
+from rakuten_ml.data.snapshot import latest_snapshot_id, list_snapshots, load_products, load_quarantine, read_manifest
+from rakuten_ml.errors import DatabaseError, ObjectStoreError, SourceError
+from rakuten_ml.storage.database import count_rows, dataset_snapshots, init_db, labelled_products_table, make_engine, quarantined_rows
+from rakuten_ml.storage.object_store import LocalObjectStore, S3ObjectStore
+from tests.handmade import good_rows, jpeg_bytes, write_catalogue
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'platform.db'}")
+    init_db(engine)
+    return engine
+
+
+def run_ingest(source, target, engine, **kwargs):
+    return ingest(source_store=source, source_prefix="", target_store=target, engine=engine, **kwargs)
+
+
+def test_clean_catalogue_becomes_snapshot(tmp_path, engine):
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    write_catalogue(source, good_rows(12))
+    result = run_ingest(source, target, engine)
+    manifest = result.manifest
+    assert result.created
+    assert (manifest.n_input, manifest.n_accepted, manifest.n_quarantined) == (12, 12, 0)
+    assert manifest.class_counts == {"10": 3, "1560": 3, "2583": 3, "2705": 3}
+    products = load_products(target, result.snapshot_id)
+    assert sorted(products["productid"]) == list(range(1000, 1012))
+    # missing descriptions become empty text, HTML stays raw (cleaning belongs to the models)
+    assert products.loc[products["productid"] == 1000, "description"].item() == ""
+    assert "&eacute;" in products.loc[products["productid"] == 1001, "description"].item()
+    # images are copied to content-addressed keys that match their bytes
+    digest = products["image_sha256"].iloc[0]
+    assert products["image_key"].iloc[0] == content_image_key(digest)
+    assert target.get_bytes(content_image_key(digest)) == jpeg_bytes()
+    assert latest_snapshot_id(engine) == result.snapshot_id
+
+
+def test_rerun_is_idempotent(tmp_path, engine):
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    rows = good_rows(6)
+    rows[0]["prdtypecode"] = 999  # one quarantined row, to check it is not stored twice either
+    write_catalogue(source, rows)
+    first = run_ingest(source, target, engine)
+    files_before = {info.key: info.version for info in target.list()}
+    second = run_ingest(source, target, engine)
+    assert second.snapshot_id == first.snapshot_id
+    assert not second.created
+    assert {info.key: info.version for info in target.list()} == files_before
+    assert count_rows(engine, dataset_snapshots) == 1
+    assert count_rows(engine, quarantined_rows) == 1
+
+
+def test_changed_input_gives_new_snapshot_and_latest_follows(tmp_path, engine):
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    write_catalogue(source, good_rows(6))
+    first = run_ingest(source, target, engine)
+    write_catalogue(source, good_rows(7))
+    second = run_ingest(source, target, engine)
+    assert second.snapshot_id != first.snapshot_id
+    assert latest_snapshot_id(engine) == second.snapshot_id
+    write_catalogue(source, good_rows(6))
+    third = run_ingest(source, target, engine)
+    assert third.snapshot_id == first.snapshot_id and not third.created
+    assert latest_snapshot_id(engine) == first.snapshot_id
+    assert len(list_snapshots(engine)) == 2
+
+
+def test_bad_rows_are_quarantined_with_reasons(tmp_path, engine):
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    rows = good_rows(10)
+    rows[1]["prdtypecode"] = 1234  # unknown label
+    rows[2]["designation"] = "   "  # empty designation
+    rows[3]["_image"] = "missing"
+    rows[4]["_image"] = jpeg_bytes()[:200]  # truncated JPEG
+    rows[5]["_image"] = b"not an image at all"
+    rows[6]["productid"] = "12ab"  # not an integer
+    rows[7]["productid"] = rows[8]["productid"]  # duplicated productid: the later line (row 8) wins
+    rows[7]["imageid"] = 777777
+    malformed = '10,"title",desc,1,2,extra,fields\n'
+    write_catalogue(source, rows, extra_x_lines=malformed)
+    result = run_ingest(source, target, engine)
+    manifest = result.manifest
+    assert manifest.n_input == 11
+    assert manifest.n_accepted + manifest.n_quarantined == manifest.n_input
+    quarantine = load_quarantine(target, result.snapshot_id)
+    reasons = quarantine.groupby("reason")["location"].apply(list).to_dict()
+    assert {k: len(v) for k, v in reasons.items()} == {
+        "unknown_label": 1,
+        "empty_designation": 1,
+        "missing_image": 1,
+        "corrupt_image": 2,
+        "invalid_type": 1,
+        "duplicate_superseded": 1,
+        "malformed_row": 1,
+    }
+    assert reasons["malformed_row"][0].endswith("X_train_update.csv:line 12")
+    superseded = quarantine[quarantine["reason"] == "duplicate_superseded"].iloc[0]
+    assert json.loads(superseded["raw"])["imageid"] == "777777"
+    assert "line 10" in superseded["detail"]  # the winner's location
+    products = load_products(target, result.snapshot_id)
+    assert sorted(products["productid"]) == [1000, 1008, 1009]
+    assert products.loc[products["productid"] == 1008, "imageid"].item() == 500008
+    # the database holds the same quarantine, with raw rows a person can replay
+    stored = pd.read_sql(sa.select(quarantined_rows), engine)
+    assert len(stored) == manifest.n_quarantined
+    assert set(stored["snapshot_id"]) == {result.snapshot_id}
+
+
+def test_missing_label_and_orphan_label(tmp_path, engine):
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    write_catalogue(source, good_rows(3))
+    y = "\n".join([",prdtypecode", "0,10", "2,2583", "7,1560"]) + "\n"  # row 1 unlabelled, label 7 orphan
+    source.put_bytes("Y_train_CVw08PX.csv", y.encode())
+    manifest = run_ingest(source, target, engine).manifest
+    assert manifest.n_input == 4
+    assert manifest.quarantine_reasons == {"label_without_product": 1, "missing_label": 1}
+
+
+def test_optional_image_policy_keeps_text_only_rows_but_not_corrupt_ones(tmp_path, engine):
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    rows = good_rows(4)
+    rows[0]["_image"] = "missing"
+    rows[1]["_image"] = b"\xff\xd8garbage"
+    write_catalogue(source, rows)
+    result = run_ingest(source, target, engine, require_image=False)
+    products = load_products(target, result.snapshot_id)
+    assert len(products) == 3
+    assert products.loc[products["productid"] == 1000, "image_key"].isna().all()
+    assert result.manifest.quarantine_reasons == {"corrupt_image": 1}
+    assert result.manifest.n_with_image == 2
+
+
+def test_parquet_source_is_read_beside_csvs(tmp_path, engine):
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    write_catalogue(source, good_rows(3))
+    extra = pd.DataFrame(good_rows(2, start=5000))
+    buffer = __import__("io").BytesIO()
+    extra.to_parquet(buffer, index=False)
+    source.put_bytes("extra.parquet", buffer.getvalue())
+    for row in good_rows(2, start=5000):
+        source.put_bytes(f"image_train/image_{row['imageid']}_product_{row['productid']}.jpg", jpeg_bytes())
+    manifest = run_ingest(source, target, engine).manifest
+    assert (manifest.n_input, manifest.n_accepted) == (5, 5)
+    assert len(manifest.sources) == 3
+
+
+def test_empty_source_is_a_clear_error(tmp_path, engine):
+    with pytest.raises(SourceError, match="generate-catalogue"):
+        run_ingest(LocalObjectStore(tmp_path / "raw"), LocalObjectStore(tmp_path / "store"), engine)
+
+
+def test_s3_source_and_target_with_postgres_labels(s3_endpoint, s3_bucket, pg_url):
+    """The production path: catalogue in S3, snapshot in S3, human labels and index in PostgreSQL."""
+    source = S3ObjectStore(s3_bucket, "raw/catalogue", endpoint_url=s3_endpoint)
+    target = S3ObjectStore(s3_bucket, "platform", endpoint_url=s3_endpoint)
+    rows = good_rows(8)
+    rows[2]["_image"] = "missing"
+    write_catalogue(source, rows)
+    engine = make_engine(pg_url)
+    init_db(engine)
+    labelled = labelled_products_table("labelled_products")
+    labelled.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            labelled.insert(),
+            [
+                # a human correction of product 1001 (catalogue says 2583): latest source wins
+                {"productid": 1001, "imageid": 500001, "designation": "Coussin de piscine gonflable", "description": None, "prdtypecode": 1560, "image_key": None, "labelled_at": pd.Timestamp("2026-11-01", tz="UTC")},
+                # a new product labelled by a person, its image uploaded by key
+                {"productid": 9001, "imageid": 9001, "designation": "Roman policier poche", "description": "occasion", "prdtypecode": 10, "image_key": "feedback/9001.jpg", "labelled_at": pd.Timestamp("2026-11-02", tz="UTC")},
+                {"productid": 9002, "imageid": 9002, "designation": "Label inconnu", "description": "", "prdtypecode": 77, "image_key": None, "labelled_at": pd.Timestamp("2026-11-03", tz="UTC")},
+            ],
+        )
+    source.put_bytes("feedback/9001.jpg", jpeg_bytes((10, 10, 200)))
+    result = ingest(
+        source_store=source, source_prefix="", target_store=target, engine=engine,
+        labelled_engine=engine, labelled_table="labelled_products",
+    )
+    manifest = result.manifest
+    assert manifest.n_input == 11
+    assert manifest.quarantine_reasons == {"duplicate_superseded": 1, "missing_image": 1, "unknown_label": 1}
+    products = load_products(target, result.snapshot_id)
+    assert products.loc[products["productid"] == 1001, "prdtypecode"].item() == 1560
+    assert products.loc[products["productid"] == 1001, "source"].item() == "postgres"
+    assert 9001 in set(products["productid"])
+    assert target.exists(f"snapshots/{result.snapshot_id}/manifest.json")
+    assert read_manifest(target, result.snapshot_id).n_accepted == manifest.n_accepted == 8
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(dataset_snapshots.c.n_accepted, dataset_snapshots.c.store_url)).all()
+    assert stored == [(8, f"s3://{s3_bucket}/platform")]
+
+
+def test_missing_bucket_is_a_clear_error(s3_endpoint, tmp_path, engine):
+    source = S3ObjectStore("no-such-bucket-here", "raw", endpoint_url=s3_endpoint)
+    with pytest.raises(ObjectStoreError, match="bucket 'no-such-bucket-here' does not exist"):
+        run_ingest(source, LocalObjectStore(tmp_path / "store"), engine)
+
+
+def test_unreachable_s3_is_a_clear_error(tmp_path, engine):
+    from tests.conftest import free_port
+
+    source = S3ObjectStore("bucket", "raw", endpoint_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ObjectStoreError, match="cannot reach S3 endpoint"):
+        run_ingest(source, LocalObjectStore(tmp_path / "store"), engine)
+
+
+def test_unreachable_postgres_is_a_clear_error():
+    from tests.conftest import free_port
+
+    with pytest.raises(DatabaseError, match="cannot reach database"):
+        make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing")
+
+
+def test_missing_labelled_table_is_a_clear_error(tmp_path, pg_url):
+    source = LocalObjectStore(tmp_path / "raw")
+    write_catalogue(source, good_rows(2))
+    engine = make_engine(pg_url)
+    init_db(engine)
+    with pytest.raises(DatabaseError, match="table 'nope' does not exist"):
+        ingest(source_store=source, source_prefix="", target_store=LocalObjectStore(tmp_path / "s"), engine=engine, labelled_engine=engine, labelled_table="nope")
