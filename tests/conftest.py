@@ -22,6 +22,12 @@ from rakuten_ml.settings import Settings
 PG_ADMIN_DSN = os.environ.get("RAKUTEN_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Airflow reads its configuration on first import: give the tests their own home and DAGs.
+_AIRFLOW_HOME = Path(os.environ.get("RAKUTEN_TEST_AIRFLOW_HOME", "/tmp/rakuten-test-airflow")) / str(os.getpid())
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
 # Fake credentials for the S3 test server; set before boto3 or mlflow read them.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

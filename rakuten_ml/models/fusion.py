@@ -1,0 +1,119 @@
+"""Late fusion of the text and image models into one classifier with one label mapping.
+
+P = w_img * P_image + (1 - w_img) * P_text (seed: w_img = 0.6). A product without an image
+(or whose image cannot be decoded) is decided by text alone, one without usable text by the
+image alone, so a missing modality never blocks a prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from rakuten_ml.labels import DEFAULT_MAPPING, LabelMapping
+
+log = logging.getLogger(__name__)
+
+MODALITY_FUSED = "fused"
+MODALITY_TEXT = "text"
+MODALITY_IMAGE = "image"
+MODALITY_NONE = "none"
+DECISION_AUTO = "auto"
+DECISION_REVIEW = "review"
+
+
+class TextModel(Protocol):
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+
+class ImageModel(Protocol):
+    def predict_proba_images(self, images: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, n_classes), mask of rows whose image could be used)."""
+        ...
+
+
+def fuse_probabilities(
+    p_text: np.ndarray | None,
+    p_image: np.ndarray | None,
+    has_text: np.ndarray,
+    has_image: np.ndarray,
+    image_weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted late fusion with per-row fallback to the modality that is present.
+
+    Returns (probabilities, modality per row). Rows with neither modality get a uniform
+    distribution and modality ``none`` so callers can flag them for review.
+    """
+    n = len(has_text)
+    n_classes = (p_text if p_text is not None else p_image).shape[1]  # type: ignore[union-attr]
+    use_text = has_text & (p_text is not None)
+    use_image = has_image & (p_image is not None)
+    fused = np.full((n, n_classes), 1.0 / n_classes)
+    modality = np.full(n, MODALITY_NONE, dtype=object)
+    both = use_text & use_image
+    if both.any():
+        fused[both] = image_weight * p_image[both] + (1.0 - image_weight) * p_text[both]  # type: ignore[index]
+        modality[both] = MODALITY_FUSED
+    text_only = use_text & ~use_image
+    if text_only.any():
+        fused[text_only] = p_text[text_only]  # type: ignore[index]
+        modality[text_only] = MODALITY_TEXT
+    image_only = use_image & ~use_text
+    if image_only.any():
+        fused[image_only] = p_image[image_only]  # type: ignore[index]
+        modality[image_only] = MODALITY_IMAGE
+    return fused, modality
+
+
+def has_usable_text(frame: pd.DataFrame) -> np.ndarray:
+    designation = frame.get("designation", pd.Series([""] * len(frame), index=frame.index)).fillna("").astype(str)
+    description = frame.get("description", pd.Series([""] * len(frame), index=frame.index)).fillna("").astype(str)
+    return ((designation.str.strip() != "") | (description.str.strip() != "")).to_numpy()
+
+
+@dataclass
+class FusedClassifier:
+    """The whole product classifier: what is registered, scored and served."""
+
+    text_model: TextModel | None = None
+    image_model: ImageModel | None = None
+    image_weight: float = 0.6
+    confidence_threshold: float = 0.8
+    mapping: LabelMapping = DEFAULT_MAPPING
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [name for name, m in (("text", self.text_model), ("image", self.image_model)) if m is not None]
+
+    def predict_proba(self, frame: pd.DataFrame, images: Sequence[bytes | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        has_text = has_usable_text(frame)
+        p_text = self.text_model.predict_proba(frame) if self.text_model is not None else None
+        p_image = None
+        has_image = np.zeros(len(frame), dtype=bool)
+        if self.image_model is not None and images is not None:
+            p_image, has_image = self.image_model.predict_proba_images(images)
+        return fuse_probabilities(p_text, p_image, has_text, has_image, self.image_weight)
+
+    def predict(self, frame: pd.DataFrame, images: Sequence[bytes | None] | None = None) -> pd.DataFrame:
+        """One row per product: code, confidence, auto/review decision, modality and class probabilities."""
+        proba, modality = self.predict_proba(frame, images)
+        best = proba.argmax(axis=1)
+        confidence = proba[np.arange(len(proba)), best]
+        decision = np.where((confidence >= self.confidence_threshold) & (modality != MODALITY_NONE), DECISION_AUTO, DECISION_REVIEW)
+        out = pd.DataFrame(
+            {
+                "prdtypecode": self.mapping.decode(best),
+                "probability": confidence.astype(float),
+                "decision": decision,
+                "modality": modality.astype(str),
+            },
+            index=frame.index,
+        )
+        probabilities = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.mapping.codes], index=frame.index)
+        return pd.concat([out, probabilities], axis=1)

@@ -1,0 +1,86 @@
+"""Logging a trained :class:`FusedClassifier` to MLflow and registering it as a new version."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from rakuten_ml.models.fusion import FusedClassifier
+from rakuten_ml.registry.pyfunc_model import CLASSIFIER_ARTIFACT, RakutenClassifierPyfunc
+from rakuten_ml.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PIP_REQUIREMENTS = [
+    "scikit-learn==1.9.1", "numpy==2.4.6", "pandas==2.3.3", "scipy==1.17.1", "joblib==1.6.0", "pillow==13.0.0",
+    "torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31", "xgboost==3.2.0", "mlflow==3.17.2",
+]
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+
+
+def _signature(classifier: FusedClassifier, example: pd.DataFrame) -> Any:
+    from mlflow.models import infer_signature
+
+    output = classifier.predict(example[["designation", "description"]], None)
+    return infer_signature(example, output)
+
+
+def log_and_register(
+    classifier: FusedClassifier,
+    settings: Settings,
+    *,
+    example: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    json_artifacts: dict[str, Any],
+    figures: dict[str, Any] | None = None,
+) -> RegisteredModel:
+    """Log params/metrics/artifacts in the active run and register the pyfunc model."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_and_register needs an active MLflow run")
+    mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict, tuple)) else v) for k, v in params.items()})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+    mlflow.set_tags(tags)
+    for name, payload in json_artifacts.items():
+        mlflow.log_dict(payload, name)
+    for name, figure in (figures or {}).items():
+        mlflow.log_figure(figure, name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "classifier.joblib"
+        joblib.dump(classifier, path, compress=3)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=RakutenClassifierPyfunc(),
+            artifacts={CLASSIFIER_ARTIFACT: str(path)},
+            signature=_signature(classifier, example),
+            input_example=example.head(2),
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=settings.registered_model_name,
+            metadata={"modalities": classifier.modalities, "label_codes": list(classifier.mapping.codes)},
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in {**tags, **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items() if v is not None and np.isfinite(v)}}.items():
+        client.set_model_version_tag(settings.registered_model_name, version, key, value)
+    log.info("registered %s version %s (run %s)", settings.registered_model_name, version, run.info.run_id)
+    return RegisteredModel(settings.registered_model_name, version, run.info.run_id, f"models:/{settings.registered_model_name}/{version}")
