@@ -103,7 +103,7 @@ def run_demo(home: Path, *, rows: int, seed: int) -> int:
     lines = [
         "",
         "=== Rakuten MLOps demo ===",
-        f"DAG runs            : {', '.join(f'{d}={o['state']}' for d, o in outcomes.items())}",
+        "DAG runs            : " + ", ".join(f"{d}={o['state']}" for d, o in outcomes.items()),
         f"catalogue           : {catalogue.url}",
         f"snapshot            : {ingest.get('snapshot_id')} ({ingest.get('n_accepted')} accepted, {ingest.get('n_quarantined')} quarantined)",
         f"MLflow              : {platform.settings.mlflow_tracking_uri}  (UI: .venv/bin/mlflow ui --backend-store-uri {platform.settings.mlflow_tracking_uri})",

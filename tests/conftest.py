@@ -137,7 +137,7 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
     env = os.environ | {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"postgresql://{user}@{host}:{pg_port}/{db}",
+        "--backend-store-uri", f"postgresql+psycopg2://{user}@{host}:{pg_port}/{db}",
         "--artifacts-destination", f"s3://{bucket}/artifacts",
         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]

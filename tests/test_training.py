@@ -1,0 +1,102 @@
+"""Training on a snapshot registers one pyfunc model in MLflow that scoring can load and use."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from rakuten_ml.catalogue.generator import CatalogueSpec, generate_catalogue
+from rakuten_ml.data.ingest import ingest
+from rakuten_ml.errors import ModelLoadError, TrainingError
+from rakuten_ml.platform import Platform
+from rakuten_ml.registry.resolve import load_classifier, resolve_model
+from rakuten_ml.scoring.batch import score_products
+from rakuten_ml.settings import Settings
+from rakuten_ml.storage.database import count_rows, predictions
+from rakuten_ml.storage.object_store import open_store
+from rakuten_ml.training.train import train_and_register
+
+
+def build_platform(settings: Settings, rows: int = 1500, images: int = 0) -> tuple[Platform, str]:
+    platform = Platform(settings)
+    catalogue = open_store(settings.catalogue_url, settings)
+    generate_catalogue(catalogue, "", CatalogueSpec(rows=rows, images=images, seed=3))
+    result = ingest(
+        source_store=catalogue, source_prefix="", target_store=platform.store, engine=platform.engine,
+        require_image=images == rows,
+    )
+    return platform, result.snapshot_id
+
+
+def check_training_round_trip(platform: Platform, snapshot_id: str) -> None:
+    settings = platform.settings
+    result = train_and_register(platform, snapshot_id=snapshot_id, dag_run_id="manual__test", reason="test")
+    assert result.model_version == "1"
+    assert 0.4 < result.metrics["f1_weighted"] <= 1.0
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    version = client.get_model_version(settings.registered_model_name, "1")
+    assert version.tags["snapshot_id"] == snapshot_id
+    assert version.tags["dag_run_id"] == "manual__test"
+    assert float(version.tags["metric.f1_weighted"]) == pytest.approx(result.metrics["f1_weighted"], abs=1e-6)
+    run = client.get_run(result.run_id)
+    assert run.data.params["snapshot_id"] == snapshot_id
+    assert run.data.tags["git_commit"]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
+    assert {"evaluation/report.json", "evaluation/eval_productids.json"} <= artifacts
+    # the registered artifact is a pyfunc with a signature, loadable with the package alone
+    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}/1")
+    assert {i.name for i in model.metadata.get_input_schema().inputs} == {"designation", "description", "image"}
+    out = model.predict(pd.DataFrame({"designation": ["Piscine tubulaire ronde 3m", ""], "description": ["", ""], "image": ["", ""]}))
+    assert list(out.columns[:4]) == ["prdtypecode", "probability", "decision", "modality"]
+    assert out["modality"].tolist() == ["text", "none"]
+    assert out.filter(like="proba_").shape[1] == 27
+    assert out.filter(like="proba_").sum(axis=1).round(6).eq(1).all()
+    # scoring pins the version and upserts: a rerun of the same run id overwrites
+    resolved = resolve_model(settings)
+    first = score_products(platform, run_id="run-1", model=resolved)
+    again = score_products(platform, run_id="run-1", model=resolved)
+    assert first.n_scored == again.n_scored == count_rows(platform.engine, predictions)
+    assert first.n_text_only == first.n_scored
+    assert platform.store.exists(first.parquet_key)
+
+
+def test_train_register_score_on_embedded_defaults(settings):
+    platform, snapshot_id = build_platform(settings)
+    check_training_round_trip(platform, snapshot_id)
+
+
+@pytest.mark.slow
+def test_train_register_score_against_mlflow_server(tmp_path, mlflow_server, pg_url, s3_endpoint, s3_bucket):
+    """Production wiring: MLflow server (PostgreSQL + S3 artifacts), PostgreSQL platform DB, S3 store."""
+    settings = Settings(
+        home=tmp_path, mlflow_tracking_uri=mlflow_server, database_url=pg_url,
+        object_store_url=f"s3://{s3_bucket}/platform", s3_endpoint_url=s3_endpoint,
+        registered_model_name=f"clf-{tmp_path.name[-8:]}",
+    )
+    platform, snapshot_id = build_platform(settings)
+    check_training_round_trip(platform, snapshot_id)
+
+
+def test_too_small_snapshot_is_a_clear_error(settings):
+    platform, snapshot_id = build_platform(settings, rows=12)
+    with pytest.raises(TrainingError, match="at least 20 rows"):
+        train_and_register(platform, snapshot_id=snapshot_id)
+
+
+def test_unsupported_modality_is_a_clear_error(settings):
+    with pytest.raises(TrainingError, match="not trainable yet"):
+        train_and_register(Platform(settings), modalities=("text", "audio"))
+
+
+def test_no_registered_model_is_a_clear_error(settings):
+    with pytest.raises(ModelLoadError, match="no registered version|cannot resolve"):
+        resolve_model(settings)
+
+
+def test_unloadable_model_is_a_clear_error(settings, tmp_path):
+    from rakuten_ml.registry.resolve import ResolvedModel
+
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        load_classifier(settings, ResolvedModel("does-not-exist", "7", None))
