@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(default=0.80, ge=0.0, le=1.0, description="Seed: auto vs review.")
     image_weight: float = Field(default=0.6, ge=0.0, le=1.0, description="Late fusion weight of the image model.")
 
+    ab_challenger_share: float = Field(default=0.05, ge=0.0, le=0.5, description="Seed: 5% of traffic to the challenger.")
+    ab_salt: str = Field(default="rakuten-ab-v1", description="Change it to reshuffle who sees the challenger.")
+
     api_admin_token: SecretStr | None = None
 
     @model_validator(mode="after")

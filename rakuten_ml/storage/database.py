@@ -63,6 +63,36 @@ predictions = sa.Table(
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    # True labels for a sample of predictions (human review); one current label per product.
+    sa.Column("productid", sa.BigInteger, primary_key=True),
+    sa.Column("prdtypecode", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False, server_default="human"),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+prediction_log = sa.Table(
+    "prediction_log",
+    metadata,
+    # Online (serving) predictions, so A/B evaluation and drift monitoring see live traffic.
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("productid", sa.BigInteger, nullable=True),
+    sa.Column("model_name", sa.String(250), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("variant", sa.String(32), nullable=False),
+    sa.Column("prdtypecode", sa.Integer, nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("modality", sa.String(16), nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# --- tables added by feature modules go above this line (one concept each, with a why-comment) ---
+
 
 def labelled_products_table(name: str = "labelled_products", meta: sa.MetaData | None = None) -> sa.Table:
     """Schema of the human-labelled products table that ingestion reads (feedback, corrections)."""

@@ -1,0 +1,1 @@
+"""Promotion: registry aliases, evaluation gate, A/B routing and decisions, rollback."""
