@@ -1,0 +1,1 @@
+"""Model layer: text classifier, its cleaning and the probability calibration it relies on."""
