@@ -1,17 +1,28 @@
-"""Nightly scoring of the whole catalogue with one pinned model version."""
+"""Nightly scoring of the whole catalogue: one pinned model version per variant, partitions as mapped tasks."""
 
 from __future__ import annotations
 
-from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
+import os
+
 from airflow.sdk import Param, dag, task
 
-DOC = """
+from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
+
+# Mapped scoring tasks go to this Celery/Kubernetes queue; a CPU-only deployment sets it to "default".
+SCORING_QUEUE = os.environ.get("RAKUTEN_SCORING_QUEUE", "gpu")
+
+DOC = f"""
 ### score_catalogue
 **Schedule:** nightly at 02:00 UTC (after `ingest_products` at 01:00).
 
-Resolves the `champion` alias (newest version when no champion exists yet) to one version at
-the start, so the whole run uses one model, scores every product of the latest snapshot and
-upserts predictions keyed by (run id, product id): rerunning a run overwrites its rows.
+1. `resolve_models` pins the `champion` alias (newest version when there is none yet) and, during an
+   A/B test, the `challenger` alias to concrete versions, so the whole run uses one model per variant.
+2. `plan` splits the latest snapshot into productid ranges (`partition_size` param).
+3. `score_partition` is mapped over them on queue `{SCORING_QUEUE}` (env `RAKUTEN_SCORING_QUEUE`):
+   GPU workers when the deployment has them; each worker loads the model once, streams images through a
+   DataLoader, runs AMP on CUDA. A partition already scored in this run is skipped, so clearing a killed
+   run resumes it; predictions are upserted keyed by (run id, product id).
+4. `summarise` adds up scored / fused / text-only / image-only / failed counts for the run summary.
 """
 
 
@@ -26,34 +37,53 @@ upserts predictions keyed by (run id, product id): rerunning a run overwrites it
     doc_md=DOC,
     params={
         "snapshot_id": Param(None, type=["null", "string"], description="Snapshot to score; empty = latest"),
-        "model_version": Param(None, type=["null", "string"], description="Pin a version; empty = champion"),
+        "model_version": Param(None, type=["null", "string"], description="Pin a version (no A/B); empty = champion"),
+        "partition_size": Param(20000, type="integer", minimum=100, description="Products per mapped task"),
     },
 )
 def score_catalogue() -> None:
     @task
-    def resolve_model(params: dict | None = None) -> dict:
-        from dataclasses import asdict
+    def resolve_models(params: dict | None = None) -> dict:
+        from rakuten_ml.platform import Platform
+        from rakuten_ml.scoring.batch import resolve_run_models
 
-        from rakuten_ml.registry.resolve import resolve_model as resolve
-        from rakuten_ml.settings import Settings
-
-        return asdict(resolve(Settings(), version=(params or {}).get("model_version") or None))
+        return resolve_run_models(Platform.from_env(), version=(params or {}).get("model_version") or None).as_dict()
 
     @task
-    def score(model: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+    def plan(models: dict, params: dict | None = None, run_id: str | None = None) -> list[dict]:
         from rakuten_ml.platform import Platform
-        from rakuten_ml.registry.resolve import ResolvedModel
-        from rakuten_ml.scoring.batch import score_products
+        from rakuten_ml.scoring.batch import RunModels, start_run
 
-        result = score_products(
-            Platform.from_env(),
-            run_id=run_id or "manual",
-            snapshot_id=(params or {}).get("snapshot_id") or None,
-            model=ResolvedModel(**model),
+        params = params or {}
+        snapshot_id, partitions = start_run(
+            Platform.from_env(), run_id=run_id or "manual", snapshot_id=params.get("snapshot_id") or None,
+            models=RunModels.from_dict(models), partition_size=int(params.get("partition_size") or 20000),
         )
-        return result.summary()
+        return [p.as_dict() | {"snapshot_id": snapshot_id} for p in partitions]
 
-    score(resolve_model())
+    @task(queue=SCORING_QUEUE, retries=3, max_active_tis_per_dagrun=8)
+    def score_partition(partition: dict, models: dict, run_id: str | None = None) -> dict:
+        from rakuten_ml.platform import Platform
+        from rakuten_ml.scoring.batch import RunModels
+        from rakuten_ml.scoring.batch import score_partition as score
+        from rakuten_ml.scoring.partitions import Partition
+
+        snapshot_id = partition.pop("snapshot_id")
+        return score(
+            Platform.from_env(), run_id=run_id or "manual", snapshot_id=snapshot_id,
+            partition=Partition(**partition), models=RunModels.from_dict(models),
+        )
+
+    @task
+    def summarise(_counts: list, run_id: str | None = None) -> dict:
+        from rakuten_ml.platform import Platform
+        from rakuten_ml.scoring.batch import finish_run
+
+        return finish_run(Platform.from_env(), run_id=run_id or "manual").summary()
+
+    models = resolve_models()
+    partitions = plan(models)
+    summarise(score_partition.partial(models=models).expand(partition=partitions))
 
 
 score_catalogue()

@@ -98,7 +98,7 @@ def run_demo(home: Path, *, rows: int, seed: int) -> int:
     failed = [d for d, o in outcomes.items() if o["state"] != "success"]
     ingest = outcomes["ingest_products"]["tasks"]["ingest"]["return_value"] or {}
     train = outcomes["train_text_model"]["tasks"]["train"]["return_value"] or {}
-    score = outcomes["score_catalogue"]["tasks"]["score"]["return_value"] or {}
+    score = outcomes["score_catalogue"]["tasks"]["summarise"]["return_value"] or {}
     metrics = train.get("metrics", {})
     lines = [
         "",
@@ -111,7 +111,8 @@ def run_demo(home: Path, *, rows: int, seed: int) -> int:
         f"model version       : {train.get('model_name')} v{train.get('model_version')}",
         f"hold-out weighted F1: {metrics.get('f1_weighted', float('nan')):.4f} (accuracy {metrics.get('accuracy', float('nan')):.4f})",
         f"predictions         : {score.get('n_scored')} rows in {platform.settings.database_url} (table predictions, run {score.get('run_id')})",
-        f"predictions parquet : {platform.store.uri(score['parquet_key']) if score.get('parquet_key') else None}",
+        f"prediction counts   : {score.get('counts')}",
+        f"predictions parquet : {platform.store.uri(score['parquet_prefix']) if score.get('parquet_prefix') else None}/",
     ]
     print("\n".join(lines))
     if failed:

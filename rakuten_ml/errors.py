@@ -41,3 +41,15 @@ class TrainingError(RakutenError):
 
 class ModelLoadError(RakutenError):
     """A registered model cannot be resolved or loaded."""
+
+
+class RegistryError(RakutenError):
+    """The MLflow model registry is unreachable or refused an alias/tag operation."""
+
+
+class PromotionConflictError(RegistryError):
+    """The registry is not in the state an alias move expected (someone else moved it first)."""
+
+
+class GateError(RakutenError):
+    """The evaluation gate cannot compare a candidate with the champion (evaluation set or snapshot missing)."""

@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     )
 
     random_seed: int = 42
+    vision_profile: Literal["tiny", "full"] = Field(
+        default="full", description="full: EfficientNet-B0 + ViT-S + ResNet-50 at 224 px; tiny: CPU-minutes profile (demo, tests)."
+    )
+    vision_dino_weights: Path | None = Field(default=None, description="Local DINO ViT weights for the ViT member (no downloads).")
+    vision_max_epochs: int | None = Field(default=None, ge=1, description="Override the profile's fine-tuning epochs.")
+    vision_num_workers: int = Field(default=0, ge=0, description="DataLoader workers for image decoding.")
+    fusion_tune_share: float = Field(
+        default=0.1, gt=0.0, lt=0.5, description="Share of the training rows held out to early-stop vision and pick fusion weights."
+    )
     validation_share: float = Field(default=0.2, gt=0.0, lt=0.5)
     confidence_threshold: float = Field(default=0.80, ge=0.0, le=1.0, description="Seed: auto vs review.")
     image_weight: float = Field(default=0.6, ge=0.0, le=1.0, description="Late fusion weight of the image model.")
@@ -47,7 +56,70 @@ class Settings(BaseSettings):
     ab_challenger_share: float = Field(default=0.05, ge=0.0, le=0.5, description="Seed: 5% of traffic to the challenger.")
     ab_salt: str = Field(default="rakuten-ab-v1", description="Change it to reshuffle who sees the challenger.")
 
+    # Promotion (rakuten_ml.promotion): offline gate, A/B decision, automatic rollback.
+    gate_f1_tolerance: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="A candidate may trail the champion's weighted F1 by this much on the same eval set."
+    )
+    gate_class_guardrail: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="...and no class F1 may drop by more than this (weak classes reported apart)."
+    )
+    gate_min_class_support: int = Field(
+        default=10, ge=1, description="Classes with fewer eval rows are reported, not judged: one error would swing their F1."
+    )
+    ab_min_samples_per_arm: int = Field(default=200, ge=1, description="No A/B verdict before each arm has this many labelled predictions.")
+    ab_max_samples_per_arm: int = Field(
+        default=5000, ge=1, description="Challenger arm this large and still no significant difference: reject (keep the champion)."
+    )
+    ab_alpha: float = Field(default=0.05, gt=0.0, lt=0.5, description="One-sided significance level of each A/B test direction.")
+    rollback_tolerance: float = Field(default=0.02, ge=0.0, le=1.0, description="Seed: roll back when accuracy < baseline - 2%.")
+    rollback_window: int = Field(default=500, ge=1, description="The champion's last N labelled predictions make its rolling accuracy.")
+    rollback_min_samples: int = Field(default=100, ge=1, description="Fewer labelled predictions: too noisy to roll back on.")
+    rollback_max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0, description="Serving error rate above this rolls back.")
+    rollback_max_p95_latency_ms: float = Field(default=1000.0, gt=0.0, description="Seed: P95 latency < 1 s; above it rolls back.")
+    promotion_lock_timeout_s: float = Field(default=60.0, gt=0.0, description="Longest an alias move waits for another one.")
+
+    # Drift monitoring: the seed report's rules (section 7.5.1) with its thresholds as defaults.
+    drift_ks_p_value: float = Field(default=0.05, gt=0.0, lt=1.0, description="Seed: a feature drifts when its KS p < 0.05.")
+    drift_feature_share: float = Field(
+        default=0.3, ge=0.0, lt=1.0,
+        description="A day drifts when more than this share of features has p < alpha (multiple-testing control; "
+        "0.3 of ~13 features = 4, while no drift rarely gives 3).",
+    )
+    drift_multiple_testing: Literal["share", "bonferroni"] = "share"
+    drift_consecutive_days: int = Field(default=3, ge=1, description="Seed: data-drift ALERT after 3 consecutive drifted days.")
+    drift_window_days: int = Field(default=1, ge=1, description="Days of scored products each daily data/prediction check sees.")
+    drift_min_rows: int = Field(default=100, ge=1, description="Fewer rows than this in a window: no verdict, not an alert.")
+    prediction_kl_threshold: float = Field(default=0.1, gt=0.0, description="Seed: KL(predicted || reference classes) > 0.1.")
+    confidence_drift_threshold: float = Field(default=0.75, ge=0.0, le=1.0, description="Seed: mean confidence < 75%...")
+    confidence_window_days: int = Field(default=7, ge=1, description="...over one week.")
+    concept_max_drop: float = Field(default=0.03, ge=0.0, le=1.0, description="Seed: accuracy > 3 points below validation.")
+    concept_window_days: int = Field(default=30, ge=1, description="Rolling window of labelled feedback (1% sample is sparse).")
+    concept_min_feedback: int = Field(default=200, ge=1, description="Below this many labels the accuracy is too noisy to judge.")
+    concept_p_value: float = Field(
+        default=0.05, gt=0.0, le=1.0,
+        description="The drop must also be significant (binomial test) at this level; 1.0 = the seed's plain rule.",
+    )
+    retrain_cooldown_hours: float = Field(
+        default=168.0, ge=0.0,
+        description="No second drift/scheduled retrain within this many hours of one that started (force overrides): "
+        "a week lets the confidence window and an A/B test judge the new model first.",
+    )
+    drift_metrics_textfile: str = Field(
+        default="", description="Prometheus textfile the drift DAG writes ('' = $HOME/metrics/rakuten_drift.prom)."
+    )
+
     api_admin_token: SecretStr | None = None
+
+    # Online serving (serving/): one process re-reads the aliases itself, so a promotion needs no restart.
+    serving_poll_interval_s: float = Field(default=30.0, gt=0.0, description="How often serving re-reads the champion/challenger aliases.")
+    serving_max_batch_size: int = Field(default=64, ge=1, le=1024, description="Most products one /v1/predict call may carry.")
+    serving_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of `rakuten-ml serve`.")
+    serving_cache_enabled: bool = Field(default=False, description="Cache predictions in Redis by (model version, input hash).")
+    serving_redis_url: str = "redis://127.0.0.1:6379/0"
+    serving_cache_ttl_s: int = Field(default=86_400, ge=1, description="A cached prediction expires after this many seconds.")
+    serving_cache_prefix: str = Field(default="rakuten:pred", min_length=1)
+    serving_log_batch_size: int = Field(default=200, ge=1, description="prediction_log rows written per INSERT.")
+    serving_log_flush_s: float = Field(default=2.0, gt=0.0, description="Longest a logged prediction waits before its INSERT.")
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:

@@ -52,7 +52,9 @@ def check_platform_outputs(settings: Settings, outcomes: list[dict]) -> None:
     engine.dispose()
     assert stored == [(snapshot["snapshot_id"], snapshot["n_accepted"])]
     assert snapshot["n_accepted"] + snapshot["n_quarantined"] == snapshot["n_input"]
-    assert n_predictions == snapshot["n_accepted"] == score["score"]["return_value"]["n_scored"]
+    summary = score["summarise"]["return_value"]
+    assert n_predictions == snapshot["n_accepted"] == summary["n_scored"]
+    assert sum(summary["counts"][k] for k in ("fused", "text_only", "image_only")) == summary["n_scored"]
     trained = train["train"]["return_value"]
     assert versions == {trained["model_version"]}
     assert trained["snapshot_id"] == snapshot["snapshot_id"]
@@ -61,7 +63,7 @@ def check_platform_outputs(settings: Settings, outcomes: list[dict]) -> None:
     version = client.get_model_version(settings.registered_model_name, trained["model_version"])
     assert version.tags["snapshot_id"] == snapshot["snapshot_id"]
     assert version.tags["dag_run_id"].startswith("manual__")
-    assert open_store(settings.object_store_url, settings).exists(score["score"]["return_value"]["parquet_key"])
+    assert open_store(settings.object_store_url, settings).exists(f"{summary['parquet_prefix']}/part-00000.parquet")
 
 
 def test_demo_dags_on_embedded_defaults(tmp_path):

@@ -58,8 +58,8 @@ def check_training_round_trip(platform: Platform, snapshot_id: str) -> None:
     first = score_products(platform, run_id="run-1", model=resolved)
     again = score_products(platform, run_id="run-1", model=resolved)
     assert first.n_scored == again.n_scored == count_rows(platform.engine, predictions)
-    assert first.n_text_only == first.n_scored
-    assert platform.store.exists(first.parquet_key)
+    assert first.counts["text_only"] == first.n_scored and first.counts["failed"] == 0
+    assert platform.store.exists(f"{first.parquet_prefix}/part-00000.parquet")
 
 
 def test_train_register_score_on_embedded_defaults(settings):
@@ -86,7 +86,7 @@ def test_too_small_snapshot_is_a_clear_error(settings):
 
 
 def test_unsupported_modality_is_a_clear_error(settings):
-    with pytest.raises(TrainingError, match="not trainable yet"):
+    with pytest.raises(TrainingError, match="not trainable"):
         train_and_register(Platform(settings), modalities=("text", "audio"))
 
 

@@ -31,9 +31,12 @@ class TextModel(Protocol):
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
 
 
+ImageItem = bytes | str | None  # encoded image, an object-store key of one, or no image
+
+
 class ImageModel(Protocol):
-    def predict_proba_images(self, images: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (n, n_classes), mask of rows whose image could be used)."""
+    def predict_proba_images(self, images: Sequence[ImageItem], store: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, n_classes), mask of rows whose image could be used); keys are read from ``store``."""
         ...
 
 
@@ -91,18 +94,26 @@ class FusedClassifier:
     def modalities(self) -> list[str]:
         return [name for name, m in (("text", self.text_model), ("image", self.image_model)) if m is not None]
 
-    def predict_proba(self, frame: pd.DataFrame, images: Sequence[bytes | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def modality_probabilities(
+        self, frame: pd.DataFrame, images: Sequence[ImageItem] | None = None, store: Any = None
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+        """(P_text, P_image, has_text, has_image) before fusion: what tuning and reports compare."""
         has_text = has_usable_text(frame)
         p_text = self.text_model.predict_proba(frame) if self.text_model is not None else None
         p_image = None
         has_image = np.zeros(len(frame), dtype=bool)
         if self.image_model is not None and images is not None:
-            p_image, has_image = self.image_model.predict_proba_images(images)
-        return fuse_probabilities(p_text, p_image, has_text, has_image, self.image_weight)
+            p_image, has_image = self.image_model.predict_proba_images(images, store=store)
+        return p_text, p_image, has_text, has_image
 
-    def predict(self, frame: pd.DataFrame, images: Sequence[bytes | None] | None = None) -> pd.DataFrame:
+    def predict_proba(
+        self, frame: pd.DataFrame, images: Sequence[ImageItem] | None = None, store: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return fuse_probabilities(*self.modality_probabilities(frame, images, store), self.image_weight)
+
+    def predict(self, frame: pd.DataFrame, images: Sequence[ImageItem] | None = None, store: Any = None) -> pd.DataFrame:
         """One row per product: code, confidence, auto/review decision, modality and class probabilities."""
-        proba, modality = self.predict_proba(frame, images)
+        proba, modality = self.predict_proba(frame, images, store)
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(proba)), best]
         decision = np.where((confidence >= self.confidence_threshold) & (modality != MODALITY_NONE), DECISION_AUTO, DECISION_REVIEW)

@@ -49,6 +49,7 @@ def log_and_register(
     metrics: dict[str, float],
     tags: dict[str, str],
     json_artifacts: dict[str, Any],
+    text_artifacts: dict[str, str] | None = None,
     figures: dict[str, Any] | None = None,
 ) -> RegisteredModel:
     """Log params/metrics/artifacts in the active run and register the pyfunc model."""
@@ -63,8 +64,13 @@ def log_and_register(
     mlflow.set_tags(tags)
     for name, payload in json_artifacts.items():
         mlflow.log_dict(payload, name)
+    for name, text in (text_artifacts or {}).items():
+        mlflow.log_text(text, name)
     for name, figure in (figures or {}).items():
         mlflow.log_figure(figure, name)
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "classifier.joblib"
         joblib.dump(classifier, path, compress=3)

@@ -1,57 +1,235 @@
-"""Batch scoring: run the registered classifier over a snapshot's products and store predictions.
+"""Batch scoring of a snapshot's products: partitioned, resumable, idempotent, A/B-aware.
 
-Predictions are upserted keyed by (run id, product id), so rerunning a run overwrites its
-rows instead of duplicating them; a Parquet copy per run goes to the object store.
+A run pins its model versions once (champion, and challenger when one is under A/B test),
+splits the products into productid ranges and scores each range independently — the DAG maps
+one task per partition, on the ``gpu`` queue when the deployment has GPU workers. A finished
+partition is recorded in ``scoring_partitions`` and skipped when a killed run is resumed.
+Predictions are upserted keyed by (run id, product id), so rerunning overwrites, never duplicates.
+Products with a missing or corrupt image are scored on text alone and flagged by their modality.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
-from rakuten_ml.errors import ObjectNotFoundError
 from rakuten_ml.platform import Platform
+from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
+from rakuten_ml.scoring.device import halve_batch_size, tune_image_model
+from rakuten_ml.scoring.partitions import Partition, plan_partitions
 from rakuten_ml.storage.database import predictions as predictions_table
-from rakuten_ml.storage.database import upsert
+from rakuten_ml.storage.database import scoring_partitions, scoring_runs, upsert
 
 log = logging.getLogger(__name__)
 
+COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger")
+DONE, RUNNING, FAILED = "done", "running", "failed"
+_MODEL_CACHE: dict[str, Any] = {}  # one load per worker process and version, not per partition
+
 
 @dataclass(frozen=True)
+class RunModels:
+    """The versions a whole run uses, pinned at its start."""
+
+    champion: ResolvedModel
+    challenger: ResolvedModel | None = None
+    challenger_share: float = 0.0
+    salt: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> RunModels:
+        challenger = payload.get("challenger")
+        return cls(
+            champion=ResolvedModel(**payload["champion"]),
+            challenger=ResolvedModel(**challenger) if challenger else None,
+            challenger_share=float(payload.get("challenger_share", 0.0)),
+            salt=str(payload.get("salt", "")),
+        )
+
+
+@dataclass
 class ScoreResult:
     run_id: str
     snapshot_id: str
     model_version: str
-    n_scored: int
-    n_fused: int
-    n_text_only: int
-    n_image_only: int
-    n_unscorable: int
-    n_auto: int
-    parquet_key: str
+    n_partitions: int
+    counts: dict[str, int] = field(default_factory=dict)
+    parquet_prefix: str = ""
+
+    @property
+    def n_scored(self) -> int:
+        return self.counts.get("scored", 0)
 
     def summary(self) -> dict[str, object]:
-        return asdict(self)
+        return asdict(self) | {"n_scored": self.n_scored}
 
 
-def _load_images(platform: Platform, keys: pd.Series) -> list[bytes | None]:
-    images: list[bytes | None] = []
-    for key in keys:
-        if not isinstance(key, str) or not key:
-            images.append(None)
-            continue
+def resolve_run_models(platform: Platform, *, version: str | None = None) -> RunModels:
+    """Champion (or a pinned version) plus the challenger alias when an A/B test is running."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings = platform.settings
+    champion = resolve_model(settings, version=version)
+    challenger = None
+    if version is None and settings.ab_challenger_share > 0:
+        client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
         try:
-            images.append(platform.store.get_bytes(key))
-        except ObjectNotFoundError:
-            log.warning("image %s vanished from the store: scoring that product on text alone", key)
-            images.append(None)
-    return images
+            found = client.get_model_version_by_alias(settings.registered_model_name, CHALLENGER)
+            if str(found.version) != champion.version:
+                challenger = ResolvedModel(settings.registered_model_name, str(found.version), CHALLENGER)
+        except MlflowException:
+            challenger = None
+    return RunModels(champion, challenger, settings.ab_challenger_share if challenger else 0.0, settings.ab_salt)
+
+
+def _classifier(platform: Platform, model: ResolvedModel) -> Any:
+    key = f"{platform.settings.mlflow_tracking_uri}|{model.uri}"
+    if key not in _MODEL_CACHE:
+        classifier = load_classifier(platform.settings, model)
+        tune_image_model(getattr(classifier, "image_model", None), num_workers=platform.settings.vision_num_workers)
+        _MODEL_CACHE[key] = classifier
+    return _MODEL_CACHE[key]
+
+
+def _predict(classifier: Any, chunk: pd.DataFrame, store: Any) -> pd.DataFrame:
+    """Batched prediction; on a CUDA out-of-memory error, halve the image batch and retry."""
+    import torch
+
+    images = chunk["image_key"].tolist() if "image" in classifier.modalities else None
+    while True:
+        try:
+            return classifier.predict(chunk[["designation", "description"]], images, store=store)
+        except torch.cuda.OutOfMemoryError:
+            if not halve_batch_size(classifier.image_model):
+                raise
+
+
+def _prediction_rows(run_id: str, chunk: pd.DataFrame, result: pd.DataFrame, model: ResolvedModel, variant: str, at: datetime) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "productid": chunk["productid"].astype("int64").to_numpy(),
+            "model_name": model.name,
+            "model_version": model.version,
+            "variant": variant,
+            "prdtypecode": result["prdtypecode"].astype("int64").to_numpy(),
+            "confidence": result["probability"].astype(float).to_numpy(),
+            "decision": result["decision"].to_numpy(),
+            "modality": result["modality"].to_numpy(),
+            "scored_at": at,
+        }
+    )
+
+
+def _counts(scored: pd.DataFrame, n_failed: int) -> dict[str, int]:
+    modality = scored["modality"].value_counts()
+    return {
+        "scored": len(scored),
+        "fused": int(modality.get("fused", 0)),
+        "text_only": int(modality.get("text", 0)),
+        "image_only": int(modality.get("image", 0)),
+        "failed": n_failed + int(modality.get("none", 0)),
+        "auto": int((scored["decision"] == "auto").sum()),
+        "challenger": int((scored["variant"] == CHALLENGER).sum()),
+    }
+
+
+def _partition_state(platform: Platform, run_id: str, partition_id: int) -> dict[str, Any] | None:
+    stmt = sa.select(scoring_partitions).where(
+        scoring_partitions.c.run_id == sa.bindparam("run_id"), scoring_partitions.c.partition_id == sa.bindparam("pid")
+    )
+    with platform.engine.connect() as conn:
+        row = conn.execute(stmt, {"run_id": run_id, "pid": partition_id}).first()
+    return dict(row._mapping) if row else None
+
+
+def _record_partition(platform: Platform, run_id: str, partition_id: int, status: str, counts: dict[str, int], attempts: int, error: str | None = None) -> None:
+    upsert(platform.engine, scoring_partitions, [{
+        "run_id": run_id, "partition_id": partition_id, "status": status, "n_scored": counts.get("scored", 0),
+        "counts": counts, "attempts": attempts, "error": error, "updated_at": datetime.now(UTC),
+    }])
+
+
+def parquet_prefix(run_id: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"predictions/{safe}"
+
+
+def score_partition(platform: Platform, *, run_id: str, snapshot_id: str, partition: Partition, models: RunModels, batch_size: int = 4096) -> dict[str, int]:
+    """Score one productid range; a partition already done in this run is skipped (resume)."""
+    state = _partition_state(platform, run_id, partition.partition_id)
+    if state and state["status"] == DONE:
+        log.info("partition %d of run %s already scored: skipped", partition.partition_id, run_id)
+        return dict(state["counts"])
+    attempts = (state["attempts"] if state else 0) + 1
+    _record_partition(platform, run_id, partition.partition_id, RUNNING, {}, attempts)
+    try:
+        products = load_products(platform.store, snapshot_id)
+        chunk_all = products[(products["productid"] >= partition.first_productid) & (products["productid"] <= partition.last_productid)]
+        variants = assign_variants(chunk_all["productid"].tolist(), models.challenger_share, models.salt)
+        scored_at = datetime.now(UTC)
+        frames = []
+        for variant, model in ((CHAMPION, models.champion), (CHALLENGER, models.challenger)):
+            subset = chunk_all[variants == variant]
+            if model is None or subset.empty:
+                continue
+            classifier = _classifier(platform, model)
+            for start in range(0, len(subset), batch_size):
+                chunk = subset.iloc[start : start + batch_size]
+                frames.append(_prediction_rows(run_id, chunk, _predict(classifier, chunk, platform.store), model, variant, scored_at))
+        scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[c.name for c in predictions_table.columns])
+        upsert(platform.engine, predictions_table, scored.to_dict("records"))
+        buffer = io.BytesIO()
+        scored.to_parquet(buffer, index=False)
+        platform.store.put_bytes(f"{parquet_prefix(run_id)}/part-{partition.partition_id:05d}.parquet", buffer.getvalue())
+        counts = _counts(scored, n_failed=len(chunk_all) - len(scored))
+    except Exception as exc:
+        _record_partition(platform, run_id, partition.partition_id, FAILED, {}, attempts, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    _record_partition(platform, run_id, partition.partition_id, DONE, counts, attempts)
+    log.info("partition %d of run %s: %s", partition.partition_id, run_id, counts)
+    return counts
+
+
+def start_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models: RunModels, partition_size: int) -> tuple[str, list[Partition]]:
+    """Plan the partitions and record the run (idempotent: a resumed run keeps its start time)."""
+    snapshot_id = snapshot_id or latest_snapshot_id(platform.engine)
+    products = load_products(platform.store, snapshot_id)
+    partitions = plan_partitions(products["productid"].to_numpy(), partition_size)
+    upsert(platform.engine, scoring_runs, [{
+        "run_id": run_id, "snapshot_id": snapshot_id, "models": models.as_dict(), "n_partitions": len(partitions),
+        "status": RUNNING, "counts": {}, "started_at": datetime.now(UTC), "finished_at": None,
+    }], update=False)
+    return snapshot_id, partitions
+
+
+def finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
+    """Add up the partitions' counts; the run is done only when every partition is."""
+    with platform.engine.connect() as conn:
+        run = conn.execute(sa.select(scoring_runs).where(scoring_runs.c.run_id == sa.bindparam("r")), {"r": run_id}).one()._mapping
+        parts = [dict(r._mapping) for r in conn.execute(sa.select(scoring_partitions).where(scoring_partitions.c.run_id == sa.bindparam("r")), {"r": run_id})]
+    counts = {key: sum(int(p["counts"].get(key, 0)) for p in parts) for key in COUNT_KEYS}
+    complete = len([p for p in parts if p["status"] == DONE]) == run["n_partitions"]
+    with platform.engine.begin() as conn:
+        conn.execute(
+            sa.update(scoring_runs).where(scoring_runs.c.run_id == sa.bindparam("r"))
+            .values(status=sa.bindparam("s"), counts=sa.bindparam("c"), finished_at=sa.bindparam("f")),
+            {"r": run_id, "s": DONE if complete else FAILED, "c": counts, "f": datetime.now(UTC)},
+        )
+    models = RunModels.from_dict(run["models"])
+    return ScoreResult(run_id, run["snapshot_id"], models.champion.version, run["n_partitions"], counts, parquet_prefix(run_id))
 
 
 def score_products(
@@ -60,56 +238,20 @@ def score_products(
     run_id: str,
     snapshot_id: str | None = None,
     model: ResolvedModel | None = None,
-    variant: str = "champion",
-    batch_size: int = 2048,
+    partition_size: int = 20_000,
 ) -> ScoreResult:
-    """Score every product of a snapshot (latest by default) with one pinned model version."""
-    settings = platform.settings
-    snapshot_id = snapshot_id or latest_snapshot_id(platform.engine)
-    model = model or resolve_model(settings)
-    classifier = load_classifier(settings, model)
-    products = load_products(platform.store, snapshot_id)
-    needs_images = "image" in classifier.modalities
-    scored_at = datetime.now(UTC)
-    frames: list[pd.DataFrame] = []
-    for start in range(0, len(products), batch_size):
-        chunk = products.iloc[start : start + batch_size]
-        images = _load_images(platform, chunk["image_key"]) if needs_images else None
-        result = classifier.predict(chunk[["designation", "description"]], images)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "run_id": run_id,
-                    "productid": chunk["productid"].astype("int64").to_numpy(),
-                    "model_name": model.name,
-                    "model_version": model.version,
-                    "variant": variant,
-                    "prdtypecode": result["prdtypecode"].astype("int64").to_numpy(),
-                    "confidence": result["probability"].astype(float).to_numpy(),
-                    "decision": result["decision"].to_numpy(),
-                    "modality": result["modality"].to_numpy(),
-                    "scored_at": scored_at,
-                }
-            )
-        )
-    scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[c.name for c in predictions_table.columns])
-    upsert(platform.engine, predictions_table, scored.to_dict("records"))
-    parquet_key = f"predictions/{run_id.replace(':', '_').replace('+', '_')}/predictions.parquet"
-    buffer = io.BytesIO()
-    scored.to_parquet(buffer, index=False)
-    platform.store.put_bytes(parquet_key, buffer.getvalue())
-    counts = scored["modality"].value_counts()
-    result = ScoreResult(
-        run_id=run_id,
-        snapshot_id=snapshot_id,
-        model_version=model.version,
-        n_scored=len(scored),
-        n_fused=int(counts.get("fused", 0)),
-        n_text_only=int(counts.get("text", 0)),
-        n_image_only=int(counts.get("image", 0)),
-        n_unscorable=int(counts.get("none", 0)),
-        n_auto=int((scored["decision"] == "auto").sum()),
-        parquet_key=parquet_key,
-    )
-    log.info("scored %d products with %s v%s: %s", len(scored), model.name, model.version, result.summary())
+    """The whole run in one process (CLI, tests); the DAG runs the same steps as mapped tasks."""
+    models = RunModels(model) if model is not None else resolve_run_models(platform)
+    snapshot_id, partitions = start_run(platform, run_id=run_id, snapshot_id=snapshot_id, models=models, partition_size=partition_size)
+    for partition in partitions:
+        score_partition(platform, run_id=run_id, snapshot_id=snapshot_id, partition=partition, models=models)
+    result = finish_run(platform, run_id=run_id)
+    log.info("scored run %s: %s", run_id, result.summary())
     return result
+
+
+def load_run_predictions(platform: Platform, run_id: str) -> pd.DataFrame:
+    with platform.engine.connect() as conn:
+        rows = conn.execute(sa.select(predictions_table).where(predictions_table.c.run_id == sa.bindparam("r")), {"r": run_id})
+        return pd.DataFrame([dict(r._mapping) for r in rows])
+

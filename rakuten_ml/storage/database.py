@@ -91,6 +91,97 @@ prediction_log = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+drift_checks = sa.Table(
+    "drift_checks",
+    metadata,
+    # One row per daily drift statistic (monitoring.checks): Grafana/Prometheus read it, and the
+    # 3-consecutive-days rule reads yesterday's rows. Keyed by day so a rerun overwrites, never doubles.
+    sa.Column("check_date", sa.Date, primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("metric", sa.String(32), primary_key=True),
+    sa.Column("feature", sa.String(128), primary_key=True),
+    sa.Column("statistic", sa.Float, nullable=True),
+    sa.Column("p_value", sa.Float, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+retrain_requests = sa.Table(
+    "retrain_requests",
+    metadata,
+    # Every retraining DAG run, started or skipped, with the drift alert that caused it: the
+    # cool-down reads it, so an alert that fires daily does not retrain daily.
+    sa.Column("dag_run_id", sa.String(250), primary_key=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("alert_ids", sa.JSON, nullable=False),
+    sa.Column("alerts", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("force", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("snapshot_id", sa.String(64), nullable=True),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+promotion_events = sa.Table(
+    "promotion_events",
+    metadata,
+    # Audit of every registry alias move and gate/A-B verdict (rakuten_ml.promotion.audit): MLflow
+    # keeps only the current aliases, this keeps who moved what, when and why.
+    sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.String(250), nullable=False, index=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("from_version", sa.String(32), nullable=True),
+    sa.Column("to_version", sa.String(32), nullable=True),
+    sa.Column("actor", sa.String(250), nullable=False),
+    sa.Column("dag_run_id", sa.String(250), nullable=True),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+promotion_lock = sa.Table(
+    "promotion_lock",
+    metadata,
+    # One row per registered model; an alias move updates it first and holds that row lock until it
+    # commits, so concurrent moves (DAGs, CLI) serialise: MLflow itself has no transactions.
+    sa.Column("model_name", sa.String(250), primary_key=True),
+    sa.Column("holder", sa.String(250), nullable=True),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+scoring_partitions = sa.Table(
+    "scoring_partitions",
+    metadata,
+    # One row per (scoring run, partition): a killed run resumes without rescoring finished ones.
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("partition_id", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("n_scored", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+scoring_runs = sa.Table(
+    "scoring_runs",
+    metadata,
+    # The run's pinned model versions and final counts, shown in the DAG run summary.
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("snapshot_id", sa.String(64), nullable=False),
+    sa.Column("models", sa.JSON, nullable=False),
+    sa.Column("n_partitions", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 # --- tables added by feature modules go above this line (one concept each, with a why-comment) ---
 
 
