@@ -8,6 +8,7 @@ vision members and pick the fusion weight, so the evaluation rows judge a model 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -58,8 +59,17 @@ def vision_config(settings: Settings) -> Any:
     if settings.vision_max_epochs is not None:
         overrides["max_epochs"] = settings.vision_max_epochs
     if settings.vision_profile == "tiny":
-        return VisionEnsembleConfig.tiny(**overrides)
-    return VisionEnsembleConfig.full(dino_weights=settings.vision_dino_weights, **overrides)
+        config = VisionEnsembleConfig.tiny(**overrides)
+    else:
+        config = VisionEnsembleConfig.full(dino_weights=settings.vision_dino_weights, **overrides)
+    members = [m.strip() for m in settings.vision_members.split(",") if m.strip()]
+    if members:
+        config = dataclasses.replace(
+            config,
+            **{name: {m: v for m, v in getattr(config, name).items() if m in members} for name in ("backbones", "weights", "weights_paths", "backbone_kwargs")},
+        )
+        config.validate()
+    return config
 
 
 def _check_modalities(modalities: Sequence[str]) -> None:

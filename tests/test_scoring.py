@@ -1,0 +1,105 @@
+"""Batch scoring: partitions, resume after a crash, idempotent upserts, A/B variants, text-only fallback."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from mlflow import MlflowClient
+
+from rakuten_ml.data.snapshot import load_products
+from rakuten_ml.registry.resolve import resolve_model
+from rakuten_ml.scoring import batch
+from rakuten_ml.scoring.batch import RunModels, resolve_run_models, score_partition, score_products, start_run
+from rakuten_ml.scoring.partitions import plan_partitions
+from rakuten_ml.settings import Settings
+from rakuten_ml.storage.database import predictions, scoring_partitions
+from rakuten_ml.training.train import train_and_register
+from tests.test_training import build_platform
+
+
+def test_partitions_cover_every_product_once():
+    ids = [5, 1, 9, 3, 3, 7, 2]
+    parts = plan_partitions(ids, 3)
+    assert [(p.first_productid, p.last_productid, p.n_products) for p in parts] == [(1, 3, 3), (5, 9, 3)]
+    assert plan_partitions(ids, 3) == parts
+    with pytest.raises(ValueError):
+        plan_partitions(ids, 0)
+
+
+@pytest.fixture(scope="module")
+def text_platform(tmp_path_factory):
+    settings = Settings(home=tmp_path_factory.mktemp("scoring"))
+    platform, snapshot_id = build_platform(settings, rows=900)
+    train_and_register(platform, snapshot_id=snapshot_id)
+    return platform, snapshot_id
+
+
+def stored_predictions(platform, run_id):
+    with platform.engine.connect() as conn:
+        return conn.execute(sa.select(predictions.c.productid, predictions.c.variant, predictions.c.model_version).where(predictions.c.run_id == run_id)).all()
+
+
+def test_killed_run_resumes_without_rescoring_finished_partitions(text_platform, monkeypatch):
+    platform, snapshot_id = text_platform
+    models = RunModels(resolve_model(platform.settings))
+    snapshot_id, parts = start_run(platform, run_id="nightly-1", snapshot_id=snapshot_id, models=models, partition_size=250)
+    assert len(parts) == 4
+    score_partition(platform, run_id="nightly-1", snapshot_id=snapshot_id, partition=parts[0], models=models)
+    # the worker dies on the second partition
+    real_predict = batch._predict
+    monkeypatch.setattr(batch, "_predict", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("worker killed")))
+    with pytest.raises(RuntimeError, match="worker killed"):
+        score_partition(platform, run_id="nightly-1", snapshot_id=snapshot_id, partition=parts[1], models=models)
+    with platform.engine.connect() as conn:
+        states = dict(conn.execute(sa.select(scoring_partitions.c.partition_id, scoring_partitions.c.status)).all())
+    assert states == {0: "done", 1: "failed"}
+    # resume the whole run: partition 0 is skipped, the rest is scored, nothing is duplicated
+    monkeypatch.setattr(batch, "_predict", real_predict)
+    calls = []
+    monkeypatch.setattr(batch, "_predict", lambda c, chunk, store: calls.append(len(chunk)) or real_predict(c, chunk, store))
+    result = score_products(platform, run_id="nightly-1", snapshot_id=snapshot_id, model=models.champion, partition_size=250)
+    assert sum(calls) == 900 - parts[0].n_products
+    rows = stored_predictions(platform, "nightly-1")
+    assert len(rows) == len({r[0] for r in rows}) == 900 == result.n_scored
+    assert result.counts["text_only"] == 900 and result.counts["failed"] == 0
+    with platform.engine.connect() as conn:
+        attempts = dict(conn.execute(sa.select(scoring_partitions.c.partition_id, scoring_partitions.c.attempts)).all())
+    assert attempts == {0: 1, 1: 2, 2: 1, 3: 1}
+
+
+def test_challenger_share_is_sticky_and_recorded(text_platform):
+    platform, snapshot_id = text_platform
+    settings = platform.settings
+    train_and_register(platform, snapshot_id=snapshot_id)  # version 2
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(settings.registered_model_name, "champion", "1")
+    client.set_registered_model_alias(settings.registered_model_name, "challenger", "2")
+    platform.settings = settings.model_copy(update={"ab_challenger_share": 0.2})
+    models = resolve_run_models(platform)
+    assert (models.champion.version, models.challenger.version, models.challenger_share) == ("1", "2", 0.2)
+    first = score_products(platform, run_id="ab-1", snapshot_id=snapshot_id)
+    second = score_products(platform, run_id="ab-2", snapshot_id=snapshot_id)
+    a, b = stored_predictions(platform, "ab-1"), stored_predictions(platform, "ab-2")
+    assert {(p, v) for p, v, _ in a} == {(p, v) for p, v, _ in b}  # same products on the same variant
+    share = first.counts["challenger"] / first.n_scored
+    assert 0.12 < share < 0.28
+    assert {(v, m) for _, v, m in a} == {("champion", "1"), ("challenger", "2")}
+    assert second.counts == first.counts
+
+
+@pytest.mark.slow
+def test_missing_and_corrupt_images_fall_back_to_text(tmp_path):
+    """A real text+image model (text + frozen ResNet features + XGBoost): no image or a broken one -> text only."""
+    settings = Settings(home=tmp_path, vision_profile="tiny", vision_members="cnn-xgb", image_policy="optional")
+    platform, snapshot_id = build_platform(settings, rows=360, images=300)
+    trained = train_and_register(platform, snapshot_id=snapshot_id, modalities=("text", "image"))
+    assert "vision_val_f1_cnn-xgb" in trained.metrics and trained.metrics["f1_weighted"] > 0.3
+    products = load_products(platform.store, snapshot_id)
+    broken = products[products["image_key"].notna()].iloc[:5]
+    for key in broken["image_key"]:
+        platform.store.put_bytes(key, b"\xff\xd8 truncated jpeg")
+    result = score_products(platform, run_id="images-1", snapshot_id=snapshot_id)
+    n_without = int(products["image_key"].isna().sum())
+    assert result.n_scored == 360
+    assert result.counts["text_only"] == n_without + 5
+    assert result.counts["fused"] == 360 - n_without - 5
