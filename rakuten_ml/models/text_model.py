@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.metrics import f1_score
@@ -46,6 +46,10 @@ SMALL_CORPUS_DOCS = 100
 # Margin of classes absent from training: finite (JSON-safe), yet exp(margin / T) is exactly 0
 # for every temperature in calibration.TEMPERATURE_BOUNDS, so their probability is 0.
 ABSENT_CLASS_MARGIN = -1e6
+
+# Below this many stored TF-IDF values (~3K listings) an SVC fit takes about a second, less than
+# starting worker processes, so the two fits then run in-process one after the other.
+PARALLEL_MIN_NNZ = 2_000_000
 
 CALIBRATIONS = ("temperature", "sigmoid", "none")
 TEXT_COLUMNS = ("designation", "description")
@@ -154,7 +158,8 @@ class CharWbTfidfVectorizer(TransformerMixin, BaseEstimator):
     def transform(self, raw_documents: Sequence[str]) -> sparse.csr_matrix:
         check_is_fitted(self, "tfidf_")
         word_counts, words = _word_counts(raw_documents)
-        return self.tfidf_.transform(self._spread(word_counts, sparse.csr_matrix(self.ngram_counter_.transform(words.tolist()))))
+        word_ngrams = sparse.csr_matrix(self.ngram_counter_.transform(words.tolist()))
+        return self.tfidf_.transform(self._spread(word_counts, word_ngrams))
 
     @staticmethod
     def _spread(word_counts: sparse.csr_matrix, word_ngrams: sparse.csr_matrix) -> sparse.csr_matrix:
@@ -201,7 +206,9 @@ def margin_matrix(decision: np.ndarray, classes: np.ndarray, n_columns: int) -> 
     return out
 
 
-def redistribute_pair(proba: np.ndarray, rows: np.ndarray, pair_idx: tuple[int, int], p_second: np.ndarray) -> np.ndarray:
+def redistribute_pair(
+    proba: np.ndarray, rows: np.ndarray, pair_idx: tuple[int, int], p_second: np.ndarray
+) -> np.ndarray:
     """Copy of ``proba`` where, on ``rows``, the pair's total mass is split ``(1 - p, p)``."""
     first, second = pair_idx
     out = proba.copy()
@@ -209,6 +216,11 @@ def redistribute_pair(proba: np.ndarray, rows: np.ndarray, pair_idx: tuple[int, 
     out[rows, first] = mass * (1.0 - p_second)
     out[rows, second] = mass * p_second
     return out
+
+
+def _fit_clone(estimator: BaseEstimator, features: sparse.csr_matrix, y: np.ndarray) -> BaseEstimator:
+    """Module-level so that a worker process receives the small unfitted estimator, not the model."""
+    return clone(estimator).fit(features, y)
 
 
 def _pair_weighted_f1(y_idx: np.ndarray, proba: np.ndarray, pair_idx: tuple[int, int]) -> float:
@@ -231,6 +243,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     pair_stage: for each pair in ``pairs``, a binary LinearSVC on the pair's rows re-splits the
     pair's probability mass when the global top-1 falls in the pair; kept only when it raises the
     pair's weighted F1 on the hold-out (see ``pair_stages_``).
+
+    n_jobs: processes for the two independent SVC fits (final and hold-out), so more than 2
+    changes nothing. The default 2 keeps an 85K-row fit near 2 min of wall time on a 2-core
+    worker (about 54 s vectorising + 77 s SVC, CPU time measured on generated data); None or 1
+    runs them one after the other (about 3.5 min) with a lower memory peak. Results are
+    identical either way.
+
+    Fitted attributes: ``classes_`` (the 27 codes), ``features_`` (the FeatureUnion),
+    ``estimator_`` (global SVC or CalibratedClassifierCV), ``temperature_``,
+    ``pair_stages_`` ({codes: PairStageReport}, one per pair evaluated), ``pair_models_``
+    ({codes: LinearSVC}, kept pairs only), ``effective_min_df_`` / ``effective_max_df_``.
     """
 
     def __init__(
@@ -246,7 +269,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         random_state: int | None = 42,
         pair_stage: bool = True,
         pairs: tuple[tuple[int, int], ...] = CONFUSABLE_PAIRS,
-        n_jobs: int | None = None,
+        n_jobs: int | None = 2,
     ) -> None:
         self.C = C
         self.word_max_features = word_max_features
@@ -279,16 +302,19 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         # Vocabulary and IDF are label-free, so fitting them once on every row (hold-out
         # included) leaks no label information and saves a second pass over the corpus.
         features = self.features_.fit_transform(corpus).tocsr()
+        logger.info("text features: %s in %.1fs", features.shape, time.perf_counter() - started)
         self.temperature_ = 1.0
         self.pair_stages_: dict[tuple[int, int], PairStageReport] = {}
         self.pair_models_: dict[tuple[int, int], LinearSVC] = {}
 
         holdout = self._split_holdout(features, y_idx)
         tasks = [(features, y_idx)] + ([(holdout.fit_features, holdout.fit_y)] if holdout else [])
-        # The final and the hold-out SVC are independent; liblinear releases the GIL, so
-        # threads run them side by side and share the feature matrix instead of pickling it.
-        models = Parallel(n_jobs=min(len(tasks), effective_n_jobs(self.n_jobs)), prefer="threads")(
-            delayed(self._fit_global)(rows, labels) for rows, labels in tasks
+        # The final and the hold-out SVC are independent, so they may run side by side. Worker
+        # processes, not threads: liblinear draws from one process-global RNG, which two
+        # concurrent fits would share and make irreproducible (joblib memory-maps the matrix).
+        n_jobs = min(len(tasks), effective_n_jobs(self.n_jobs)) if features.nnz >= PARALLEL_MIN_NNZ else 1
+        models = Parallel(n_jobs=n_jobs)(
+            delayed(_fit_clone)(self._global_estimator(), rows, labels) for rows, labels in tasks
         )
         self.estimator_ = models[0]
         if holdout is not None:
@@ -328,15 +354,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             strip_accents="unicode",
         )
         char = CharWbTfidfVectorizer(ngram_range=(3, 5), max_features=self.char_max_features, sublinear_tf=True)
-        return FeatureUnion([("word", word), ("char", char)], n_jobs=self.n_jobs)
+        # No n_jobs here: FeatureUnion would ship both vectorizers to worker processes on every
+        # predict call (seconds of overhead for one product).
+        return FeatureUnion([("word", word), ("char", char)])
 
     def _svc(self) -> LinearSVC:
         return LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
 
-    def _fit_global(self, features: sparse.csr_matrix, y_idx: np.ndarray) -> LinearSVC | CalibratedClassifierCV:
+    def _global_estimator(self) -> LinearSVC | CalibratedClassifierCV:
         if self.calibration == "sigmoid":
-            return CalibratedClassifierCV(self._svc(), method="sigmoid", cv=SIGMOID_CV_FOLDS).fit(features, y_idx)
-        return self._svc().fit(features, y_idx)
+            return CalibratedClassifierCV(self._svc(), method="sigmoid", cv=SIGMOID_CV_FOLDS)
+        return self._svc()
 
     def _fit_pair(self, features: sparse.csr_matrix, y_idx: np.ndarray, pair_idx: tuple[int, int]) -> LinearSVC:
         rows = np.flatnonzero(np.isin(y_idx, pair_idx))
@@ -377,6 +405,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         if held_in_pair.size == 0:
             return rejected("no hold-out rows of the pair")
         model = self._fit_pair(holdout.fit_features, holdout.fit_y, pair_idx)
+        # T only rescales the binary margin, so fitting it on the rows that judge the stage
+        # barely biases the keep decision (the split's sign, hence most argmaxes, is unchanged).
         pair_margins = margin_matrix(model.decision_function(held_features[held_in_pair]), model.classes_, 2)
         temperature = fit_temperature(pair_margins, (held_y[held_in_pair] == pair_idx[1]).astype(np.int64))
         after_proba = self._route_to_pair(held_proba, held_features, pair_idx, model, temperature)
@@ -390,12 +420,18 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: TextInput) -> np.ndarray:
         """Global SVC margins, shape (n, 27); classes unseen in training get ``ABSENT_CLASS_MARGIN``."""
         check_is_fitted(self, "estimator_")
-        return self._margins(self.estimator_, self._transform(X))
+        corpus = as_corpus(X)
+        if not corpus:  # sklearn's transformers refuse zero rows; an empty batch is no error here
+            return np.empty((0, DEFAULT_MAPPING.n_classes))
+        return self._margins(self.estimator_, self._transform(corpus))
 
     def predict_proba(self, X: TextInput) -> np.ndarray:
         """Calibrated probabilities, shape (n, 27), columns in ``DEFAULT_MAPPING.codes`` order."""
         check_is_fitted(self, "estimator_")
-        features = self._transform(X)
+        corpus = as_corpus(X)
+        if not corpus:
+            return np.empty((0, DEFAULT_MAPPING.n_classes))
+        features = self._transform(corpus)
         proba = self._global_proba(self.estimator_, features)
         for codes, model in self.pair_models_.items():
             proba = self._route_to_pair(
@@ -407,8 +443,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         """Predicted prdtypecodes."""
         return DEFAULT_MAPPING.decode(self.predict_proba(X).argmax(axis=1))
 
-    def _transform(self, X: TextInput) -> sparse.csr_matrix:
-        return self.features_.transform(as_corpus(X)).tocsr()
+    def _transform(self, corpus: list[str]) -> sparse.csr_matrix:
+        return self.features_.transform(corpus).tocsr()
 
     @staticmethod
     def _pair_idx(codes: tuple[int, int]) -> tuple[int, int]:
