@@ -16,6 +16,10 @@ db_app = typer.Typer(help="Platform database", no_args_is_help=True)
 snapshots_app = typer.Typer(help="Dataset snapshots", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(snapshots_app, name="snapshots")
+registry_app = typer.Typer(help="Model registry: aliases, promotion, rollback, audit history", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+drift_app = typer.Typer(help="Drift monitoring", no_args_is_help=True)
+app.add_typer(drift_app, name="drift")
 
 
 def _emit(payload: Any) -> None:
@@ -148,6 +152,125 @@ def score_cmd(
     model = resolve_model(platform.settings, version=version)
     result = score_products(platform, run_id=run_id or f"manual-{uuid.uuid4().hex[:12]}", snapshot_id=snapshot, model=model)
     _emit(result.summary())
+
+
+@drift_app.command("check")
+def drift_check_cmd(
+    date: Annotated[str | None, typer.Option("--date", help="Check date YYYY-MM-DD: the window ends at its midnight (default: now)")] = None,
+    window_days: Annotated[int | None, typer.Option(min=1, help="Days of scored products to compare (default: settings)")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Version to check (default: the one with most predictions)")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the evidently HTML report")] = True,
+) -> None:
+    """Run the daily drift checks (KS, KL, confidence, concept), store them and refresh the Prometheus textfile."""
+    from datetime import date as date_type
+
+    _emit(run_drift_check(check_date=date_type.fromisoformat(date) if date else None, window_days=window_days,
+                          model_version=model_version, write_report=report))
+
+
+def run_drift_check(**kwargs: Any) -> dict[str, Any]:
+    """What ``rakuten-ml drift check`` and the monitor_drift DAG run: checks, stored rows, textfile."""
+    from rakuten_ml.monitoring.checks import run_drift_checks
+    from rakuten_ml.monitoring.metrics import textfile_path, write_textfile
+
+    platform = _platform()
+    result = run_drift_checks(platform, **kwargs)
+    write_textfile(platform.engine, textfile_path(platform.settings))
+    return result.summary()
+
+
+ActorOption = Annotated[str | None, typer.Option("--actor", help="Who does this (recorded in the audit); default $USER")]
+ReasonOption = Annotated[str, typer.Option(help="Why (recorded in the audit and on the version)")]
+
+
+@registry_app.command("status")
+def registry_status_cmd(limit: Annotated[int, typer.Option(min=1, help="Newest versions to list")] = 10) -> None:
+    """Where champion / challenger / previous-champion point, the newest versions and the last events."""
+    from rakuten_ml.promotion.service import registry_status
+
+    _emit(registry_status(_platform(), limit=limit))
+
+
+@registry_app.command("promote")
+def registry_promote_cmd(
+    version: str,
+    actor: ActorOption = None,
+    reason: ReasonOption = "manual promotion",
+    expect_champion: Annotated[str | None, typer.Option(help="Fail unless the champion is still this version")] = None,
+) -> None:
+    """Make VERSION the champion (old champion -> previous-champion) through the locked, audited path."""
+    from rakuten_ml.promotion.aliases import ANY, promote
+    from rakuten_ml.promotion.audit import Actor
+
+    move = promote(_platform(), version, actor=Actor.current(actor), reason=reason, expected_champion=expect_champion or ANY)
+    _emit(move.summary())
+
+
+@registry_app.command("rollback")
+def registry_rollback_cmd(actor: ActorOption = None, reason: ReasonOption = "manual rollback") -> None:
+    """Move champion back to previous-champion (a no-op when there is none)."""
+    from rakuten_ml.promotion.aliases import rollback
+    from rakuten_ml.promotion.audit import Actor
+
+    _emit(rollback(_platform(), actor=Actor.current(actor), reason=reason).summary())
+
+
+@registry_app.command("history")
+def registry_history_cmd(
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    action: Annotated[str | None, typer.Option(help="Only this action (promote, rollback, gate_fail...)")] = None,
+) -> None:
+    """The promotion audit trail, newest first."""
+    from rakuten_ml.promotion.audit import history
+
+    platform = _platform()
+    _emit(history(platform.engine, platform.settings.registered_model_name, limit=limit, action=action))
+
+
+@registry_app.command("gate")
+def registry_gate_cmd(version: Annotated[str | None, typer.Argument(help="Version to gate (default: newest not yet onboarded)")] = None, actor: ActorOption = None) -> None:
+    """Run a new version through the offline gate: champion if none, challenger if it passes."""
+    from rakuten_ml.promotion.audit import Actor
+    from rakuten_ml.promotion.service import onboard_latest, onboard_version
+
+    platform, who = _platform(), Actor.current(actor)
+    outcome = onboard_version(platform, version, actor=who) if version else onboard_latest(platform, actor=who)
+    _emit(None if outcome is None else outcome.summary())
+
+
+@registry_app.command("evaluate-ab")
+def registry_evaluate_ab_cmd(actor: ActorOption = None, apply: Annotated[bool, typer.Option("--apply/--dry-run")] = True) -> None:
+    """Decide the running A/B test from labelled feedback; promote or reject the challenger."""
+    from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test
+    from rakuten_ml.promotion.audit import Actor
+
+    _emit(evaluate_ab_test(_platform(), actor=Actor.current(actor), apply=apply).summary())
+
+
+@registry_app.command("guard")
+def registry_guard_cmd(
+    actor: ActorOption = None,
+    error_rate: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Serving error rate of the last window")] = None,
+    p95_latency_ms: Annotated[float | None, typer.Option(min=0.0, help="Serving P95 latency of the last window")] = None,
+) -> None:
+    """Check the champion's rolling accuracy (and given error rate/latency); roll back when degraded."""
+    from rakuten_ml.promotion.audit import Actor
+    from rakuten_ml.promotion.rollback import guard_champion
+
+    outcome = guard_champion(_platform(), actor=Actor.current(actor), error_rate=error_rate, p95_latency_ms=p95_latency_ms)
+    _emit(outcome.summary())
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a container)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int | None, typer.Option(min=1, help="uvicorn worker processes (default: RAKUTEN_SERVING_WORKERS)")] = None,
+) -> None:
+    """Run the prediction API (serving.app:app) under uvicorn."""
+    from serving.app import run_server
+
+    run_server(host=host, port=port, workers=workers)
 
 
 def run() -> None:

@@ -1,0 +1,121 @@
+"""Retrain the classifier monthly or on a drift alert, debounced by a cool-down; promotion comes after `register`."""
+
+from __future__ import annotations
+
+from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
+from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET_URI)
+# How many recent drift alerts a monthly/manual run looks at for ones no run has answered yet.
+RECENT_ALERTS = 20
+
+DOC = """
+### retrain_classifier
+**Schedule:** monthly (03:00 UTC on the 1st) **or** on an event of the `rakuten://drift-alert` asset
+(emitted by `monitor_drift`); also from the UI with the params form below.
+
+1. `decide` records the request in `retrain_requests` with the alerts that caused it (the run's
+   triggering asset events; a monthly or manual run claims recent alerts no run answered yet) and
+   applies the debounce: no second training within `RAKUTEN_RETRAIN_COOLDOWN_HOURS` (default a
+   week) of one that started, unless `force`. `max_active_runs=1`: never two at once.
+2. `cooldown_gate` skips everything below when the request was refused (recorded as `skipped_cooldown`).
+3. `refresh_snapshot` ingests the sources again (new human labels) unless `snapshot_id` is given.
+4. `train` trains on it with the chosen modalities and registers a new version in MLflow.
+5. `register` closes the request with the version and emits `rakuten://registered-model`.
+
+**Promotion (gate, A/B start) attaches downstream of `register`**, whose return value is the
+training summary (`model_version`, `metrics`, `snapshot_id`).
+"""
+
+
+@dag(
+    dag_id="retrain_classifier",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 1 * *", timezone="UTC"), assets=DRIFT_ALERT),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args={**DEFAULT_ARGS, "retries": 1},
+    tags=["rakuten", "training", "monitoring"],
+    doc_md=DOC,
+    params={
+        "snapshot_id": Param(None, type=["null", "string"], description="Train on this snapshot; empty = ingest a fresh one"),
+        "modalities": Param(["text"], type="array", items={"type": "string", "enum": ["text", "image"]}, description="Modalities to train"),
+        "reason": Param("", type="string", description="Why (kept on the model); empty = from the trigger"),
+        "force": Param(False, type="boolean", description="Train even inside the cool-down"),
+    },
+)
+def retrain_classifier() -> None:
+    @task(inlets=[DRIFT_ALERT])
+    def decide(params: dict | None = None, dag_run=None, run_id: str | None = None,  # noqa: ANN001
+               triggering_asset_events=None, inlet_events=None) -> dict:  # noqa: ANN001 - Airflow accessors
+        from rakuten_ml.monitoring.retrain_guard import alerts_from_events, begin_retrain
+        from rakuten_ml.platform import Platform
+
+        params = params or {}
+        platform = Platform.from_env()
+        triggering = alerts_from_events((triggering_asset_events or {}).get(DRIFT_ALERT, []))
+        run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type)) if dag_run else "manual"
+        recent = [] if triggering else alerts_from_events(inlet_events[DRIFT_ALERT].ascending(False).limit(RECENT_ALERTS))
+        return begin_retrain(
+            platform.engine,
+            dag_run_id=run_id or "manual",
+            run_type=run_type,
+            triggering=triggering,
+            recent=recent,
+            reason=params.get("reason") or None,
+            force=bool(params.get("force")),
+            cooldown_hours=platform.settings.retrain_cooldown_hours,
+        )
+
+    @task.short_circuit
+    def cooldown_gate(decision: dict) -> bool:
+        return bool(decision["proceed"])
+
+    @task
+    def refresh_snapshot(params: dict | None = None) -> str:
+        from rakuten_ml.cli import run_ingest
+
+        snapshot_id = (params or {}).get("snapshot_id")
+        return snapshot_id or run_ingest()["snapshot_id"]
+
+    @task
+    def train(snapshot_id: str, decision: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        from rakuten_ml.monitoring.retrain_guard import STATUS_FAILED, finish_request
+        from rakuten_ml.platform import Platform
+        from rakuten_ml.training.train import train_and_register
+
+        platform = Platform.from_env()
+        try:
+            result = train_and_register(
+                platform,
+                snapshot_id=snapshot_id,
+                modalities=tuple((params or {}).get("modalities") or ("text",)),
+                dag_run_id=run_id,
+                reason=decision["reason"],
+            )
+        except Exception as exc:
+            finish_request(platform.engine, decision["dag_run_id"], status=STATUS_FAILED, snapshot_id=snapshot_id,
+                           details={"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        return result.summary()
+
+    @task(outlets=[Asset(MODEL_ASSET_URI)])
+    def register(trained: dict, decision: dict, outlet_events=None) -> dict:  # noqa: ANN001 - Airflow's accessor
+        from rakuten_ml.monitoring.retrain_guard import STATUS_SUCCEEDED, finish_request
+        from rakuten_ml.platform import Platform
+
+        finish_request(Platform.from_env().engine, decision["dag_run_id"], status=STATUS_SUCCEEDED,
+                       snapshot_id=trained["snapshot_id"], model_version=trained["model_version"])
+        outlet_events[Asset(MODEL_ASSET_URI)].extra = {
+            "model_version": trained["model_version"], "reason": decision["reason"], "alert_ids": [a["alert_id"] for a in decision["alerts"]],
+        }
+        return trained
+
+    decision = decide()
+    snapshot_id = refresh_snapshot()
+    cooldown_gate(decision) >> snapshot_id
+    register(train(snapshot_id, decision), decision)
+
+
+retrain_classifier()

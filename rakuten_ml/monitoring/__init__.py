@@ -1,0 +1,28 @@
+"""Drift monitoring and the retraining it triggers (seed report, section 7.5).
+
+``features`` (what is compared) -> ``statistics`` (pure KS/KL/confidence/concept math) -> ``checks``
+(the daily job: load, evaluate, store, decide alerts) -> ``metrics`` (Prometheus) and
+``evidently_report`` (HTML); ``retrain_guard`` debounces the retraining that alerts trigger.
+
+This package's own namespace stays stdlib-only: DAG files import the asset URI from here at parse time,
+and the serving app's /metrics imports ``metrics`` without pulling in the drift math.
+"""
+
+from __future__ import annotations
+
+# The Airflow asset the drift DAG emits an event on when an alert fires; the retraining DAG listens to it.
+DRIFT_ALERT_ASSET_URI = "rakuten://drift-alert"
+
+# The rows of ``drift_checks``: one per KS feature, one per rule (the rules can raise alerts).
+METRIC_KS = "ks"
+METRIC_DATA = "data_drift"
+METRIC_PREDICTION = "prediction_drift"
+METRIC_CONFIDENCE = "confidence_drift"
+METRIC_CONCEPT = "concept_drift"
+RULE_METRICS = (METRIC_DATA, METRIC_PREDICTION, METRIC_CONFIDENCE, METRIC_CONCEPT)
+
+STATUS_OK = "ok"
+STATUS_DRIFT = "drift"  # today's data-drift threshold breached, not yet for enough consecutive days
+STATUS_ALERT = "alert"
+STATUS_NO_DATA = "insufficient_data"
+DRIFTED_STATUSES = (STATUS_DRIFT, STATUS_ALERT)
