@@ -10,6 +10,8 @@ import pytest
 
 DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
 EXPECTED = {"ingest_products", "train_text_model", "score_catalogue"}
+EXPECTED |= {"evaluate_ab_test", "guard_champion"}
+EXPECTED |= {"monitor_drift", "retrain_classifier"}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,10 @@ def test_schedules_are_the_documented_ones(dagbag):
     assert dagbag.dags["ingest_products"].schedule == "0 1 * * *"
     assert dagbag.dags["score_catalogue"].schedule == "0 2 * * *"
     assert dagbag.dags["train_text_model"].schedule is None
+    assert dagbag.dags["monitor_drift"].schedule == "0 4 * * *"  # after scoring (02:00)
+    retrain = dagbag.dags["retrain_classifier"].timetable  # monthly OR on a drift-alert event
+    assert type(retrain).__name__ == "AssetOrTimeSchedule" and retrain.timetable.expression == "0 3 1 * *"
+    assert retrain.asset_condition.name == "rakuten://drift-alert"
 
 
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time():

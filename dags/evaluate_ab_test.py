@@ -1,0 +1,62 @@
+"""Daily A/B decision on live traffic, and the offline gate for each newly registered version."""
+
+from __future__ import annotations
+
+from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+DOC = """
+### evaluate_ab_test
+**Schedule:** daily at 06:00 UTC (after nightly scoring and the day's feedback), and whenever
+`train_text_model` registers a new version.
+
+1. `evaluate_ab`: joins the champion's and the challenger's predictions (batch and online) to
+   the human feedback labels, computes each arm's accuracy with Wilson intervals and a one-sided
+   two-proportion z-test, then **promote**s (champion -> previous-champion, challenger ->
+   champion), **reject**s (challenger alias removed) or keeps testing.
+2. `gate_new_version`: the newest version not yet onboarded is rescored with the champion on the
+   champion's frozen evaluation set; it becomes challenger only if its weighted F1 is within
+   the tolerance and no class F1 drops beyond the guardrail (first version: straight to champion).
+
+Every alias move takes the promotion lock and is written to `promotion_events`
+(`rakuten-ml registry history`). `apply=false` decides without moving aliases.
+"""
+
+
+@dag(
+    dag_id="evaluate_ab_test",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"), assets=Asset(MODEL_ASSET_URI)),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["rakuten", "promotion"],
+    doc_md=DOC,
+    params={"apply": Param(True, type="boolean", description="Move the aliases; false = decide only (dry run)")},
+)
+def evaluate_ab_test() -> None:
+    @task
+    def evaluate_ab(params: dict | None = None, run_id: str | None = None) -> dict:
+        from rakuten_ml.platform import Platform
+        from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test as evaluate
+        from rakuten_ml.promotion.audit import Actor
+
+        apply = bool((params or {}).get("apply", True))
+        return evaluate(Platform.from_env(), actor=Actor.dag("evaluate_ab_test", run_id), apply=apply).summary()
+
+    @task
+    def gate_new_version(params: dict | None = None, run_id: str | None = None) -> dict | None:
+        from rakuten_ml.platform import Platform
+        from rakuten_ml.promotion.audit import Actor
+        from rakuten_ml.promotion.service import onboard_latest
+
+        if not (params or {}).get("apply", True):
+            return None
+        outcome = onboard_latest(Platform.from_env(), actor=Actor.dag("evaluate_ab_test", run_id))
+        return None if outcome is None else outcome.summary()
+
+    # decide the running test first: a new challenger would abandon it
+    evaluate_ab() >> gate_new_version()
+
+
+evaluate_ab_test()

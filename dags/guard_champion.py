@@ -1,0 +1,54 @@
+"""Hourly champion health check with automatic rollback to the previous champion."""
+
+from __future__ import annotations
+
+from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
+from airflow.sdk import Param, dag, task
+
+DOC = """
+### guard_champion
+**Schedule:** hourly at minute 15.
+
+Rolling accuracy of the `champion` over its last `RAKUTEN_ROLLBACK_WINDOW` labelled predictions
+(batch and online, joined to feedback) against its validation accuracy (`metric.accuracy` tag):
+below baseline - `RAKUTEN_ROLLBACK_TOLERANCE` (seed: 2 points), or the serving error rate / P95
+latency given as params over their limits, moves `champion` back to `previous-champion` through
+the locked, audited path and raises an alert (ERROR log, `promotion_events` row, alert hooks).
+Idempotent: with no previous-champion left, or a healthy champion, it changes nothing.
+"""
+
+
+@dag(
+    dag_id="guard_champion",
+    schedule="15 * * * *",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["rakuten", "promotion", "monitoring"],
+    doc_md=DOC,
+    params={
+        "error_rate": Param(None, type=["null", "number"], description="Serving error rate of the last hour; empty = not checked"),
+        "p95_latency_ms": Param(None, type=["null", "number"], description="Serving P95 latency (ms); empty = not checked"),
+    },
+)
+def guard_champion() -> None:
+    @task
+    def check_champion(params: dict | None = None, run_id: str | None = None) -> dict:
+        from rakuten_ml.platform import Platform
+        from rakuten_ml.promotion.audit import Actor
+        from rakuten_ml.promotion.rollback import guard_champion as guard
+
+        params = params or {}
+        outcome = guard(
+            Platform.from_env(),
+            actor=Actor.dag("guard_champion", run_id),
+            error_rate=params.get("error_rate"),
+            p95_latency_ms=params.get("p95_latency_ms"),
+        )
+        return outcome.summary()
+
+    check_champion()
+
+
+guard_champion()

@@ -1,0 +1,423 @@
+"""The one module that moves the registry aliases ``champion``, ``challenger`` and ``previous-champion``.
+
+Atomicity, since MLflow has no transactions:
+
+1. **Serialise.** Every move first updates this model's row of ``promotion_lock`` and keeps
+   that row lock until it commits (PostgreSQL row lock, SQLite's write lock), so concurrent
+   moves from DAGs and the CLI run one after the other, across threads, processes and hosts.
+2. **Verify under the lock.** The aliases are re-read after the lock is taken and checked
+   against what the caller expected (``expected_champion``, the challenger being promoted...).
+   The loser of a race finds the state changed: it gets a no-op when the state is already the
+   one it wanted, else :class:`PromotionConflictError`.
+3. **Order the steps** so a reader never sees no champion: ``previous-champion`` is written
+   before ``champion`` is re-pointed (one alias update, atomic in MLflow), and the challenger
+   alias is removed last. ``champion`` is never deleted.
+4. **Repair.** If a step fails, the steps already applied are undone in reverse order and the
+   error says whether the restore worked; the audit row is written on the lock's connection
+   only once the aliases really moved, and the version tags follow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from rakuten_ml.errors import PromotionConflictError, RegistryError
+from rakuten_ml.platform import Platform
+from rakuten_ml.promotion.audit import Action, Actor, PromotionEvent, record_event
+from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
+from rakuten_ml.settings import Settings
+from rakuten_ml.storage.database import promotion_lock as lock_table
+from rakuten_ml.storage.database import upsert
+
+log = logging.getLogger(__name__)
+
+PREVIOUS_CHAMPION = "previous-champion"
+ALIASES: tuple[str, ...] = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
+TAG_PREFIX = "promotion."
+
+T = TypeVar("T")
+
+
+class _Any:
+    """Sentinel: the caller does not constrain this alias."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """Where the three aliases point (None = alias not set)."""
+
+    model_name: str
+    champion: str | None = None
+    challenger: str | None = None
+    previous_champion: str | None = None
+
+    def get(self, alias: str) -> str | None:
+        return {CHAMPION: self.champion, CHALLENGER: self.challenger, PREVIOUS_CHAMPION: self.previous_champion}[alias]
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {alias: self.get(alias) for alias in ALIASES}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    run_id: str | None
+    source: str
+    tags: dict[str, str]
+    created_at: datetime | None
+
+
+class ModelRegistry:
+    """The few MLflow registry calls promotion needs; every MLflow failure becomes :class:`RegistryError`."""
+
+    def __init__(self, settings: Settings) -> None:
+        from mlflow import MlflowClient
+
+        self.name = settings.registered_model_name
+        self.uri = settings.mlflow_tracking_uri
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        import requests
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(
+                    f"cannot {what}: {exc.message}; check the version (`rakuten-ml registry status`) "
+                    "or train and register a model first (`rakuten-ml train`)"
+                ) from exc
+            raise RegistryError(
+                f"cannot {what} at {self.uri}: {exc.message}; check RAKUTEN_MLFLOW_TRACKING_URI and that MLflow is up"
+            ) from exc
+        except (requests.RequestException, OSError) as exc:
+            raise RegistryError(
+                f"cannot {what} at {self.uri}: {type(exc).__name__}: {exc}; check RAKUTEN_MLFLOW_TRACKING_URI and that MLflow is up"
+            ) from exc
+
+    def state(self) -> RegistryState:
+        model = self._call(f"read registered model {self.name!r}", self.client.get_registered_model, self.name)
+        aliases = {k: str(v) for k, v in (model.aliases or {}).items()}
+        return RegistryState(self.name, aliases.get(CHAMPION), aliases.get(CHALLENGER), aliases.get(PREVIOUS_CHAMPION))
+
+    def version(self, version: str) -> VersionInfo:
+        mv = self._call(f"read {self.name!r} version {version}", self.client.get_model_version, self.name, str(version))
+        return _version_info(mv)
+
+    def versions(self, limit: int = 20) -> list[VersionInfo]:
+        found = self._call(
+            f"list versions of {self.name!r}",
+            self.client.search_model_versions,
+            f"name='{self.name}'",
+            order_by=["version_number DESC"],
+            max_results=limit,
+        )
+        return [_version_info(mv) for mv in found]
+
+    def move(self, alias: str, version: str | None) -> None:
+        """Point ``alias`` at ``version``; None removes the alias."""
+        if version is None:
+            self._call(f"remove alias {alias!r} of {self.name!r}", self.client.delete_registered_model_alias, self.name, alias)
+        else:
+            self._call(
+                f"set alias {alias!r} of {self.name!r} to {version}", self.client.set_registered_model_alias, self.name, alias, str(version)
+            )
+
+    def set_tags(self, version: str, tags: Mapping[str, object]) -> None:
+        for key, value in tags.items():
+            self._call(f"tag {self.name!r} version {version}", self.client.set_model_version_tag, self.name, str(version), key, str(value))
+
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        self._call(f"log metrics on run {run_id}", self.client.log_batch, run_id, metrics=batch)
+
+    def log_run_dict(self, run_id: str, payload: dict[str, Any], path: str) -> None:
+        self._call(f"log {path} on run {run_id}", self.client.log_dict, run_id, payload, path)
+
+    def load_run_dict(self, run_id: str, path: str) -> dict[str, Any]:
+        import json
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self._call(f"download {path} of run {run_id}", self.client.download_artifacts, run_id, path, tmp)
+            return dict(json.loads(Path(local).read_text(encoding="utf-8")))
+
+
+def _version_info(mv: Any) -> VersionInfo:
+    created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC) if mv.creation_timestamp else None
+    return VersionInfo(str(mv.version), mv.run_id or None, str(mv.source), dict(mv.tags or {}), created)
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """Outcome of one locked move; ``changed`` is False for a no-op (already in the wanted state)."""
+
+    action: str
+    model_name: str
+    changed: bool
+    reason: str
+    before: RegistryState
+    after: RegistryState
+    from_version: str | None = None
+    to_version: str | None = None
+    event_id: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["before"], out["after"] = self.before.as_dict(), self.after.as_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a move will do, decided from the state read under the lock."""
+
+    steps: Sequence[tuple[str, str | None]]
+    from_version: str | None
+    to_version: str | None
+    version_tags: Mapping[str, str] = field(default_factory=dict)  # version -> what happened to it
+    noop: str | None = None  # set: nothing to do, and why
+
+
+@contextmanager
+def promotion_lock(engine: Engine, model_name: str, holder: str, timeout_s: float) -> Iterator[Connection]:
+    """Hold ``model_name``'s row of ``promotion_lock`` for the block; yields the locked connection.
+
+    The transaction is committed even when the block fails: the audit rows it wrote describe
+    MLflow changes that no rollback of ours could undo.
+    """
+    with engine.connect() as conn:
+        exists = conn.execute(sa.select(lock_table.c.model_name).where(lock_table.c.model_name == model_name)).first()
+    if exists is None:  # first move of this model; an upsert on an existing, locked row would block without timeout
+        upsert(engine, lock_table, [{"model_name": model_name, "holder": None, "acquired_at": None}], update=False)
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.set_config("lock_timeout", f"{int(timeout_s * 1000)}ms", True)))
+            conn.execute(
+                sa.update(lock_table)
+                .where(lock_table.c.model_name == model_name)
+                .values(holder=holder, acquired_at=datetime.now(UTC))
+            )
+        except sa.exc.OperationalError as exc:
+            trans.rollback()
+            raise PromotionConflictError(
+                f"another alias move of {model_name!r} held the promotion lock for more than {timeout_s:.0f} s ({exc.orig}); "
+                "retry later or look for a stuck job (`rakuten-ml registry history`)"
+            ) from exc
+        try:
+            yield conn
+        finally:
+            if trans.is_active:
+                trans.commit()
+
+
+def _expect(state: RegistryState, alias: str, expected: str | None) -> None:
+    if expected is ANY or state.get(alias) == (None if expected is None else str(expected)):
+        return
+    raise PromotionConflictError(
+        f"{state.model_name}: alias {alias!r} is {state.get(alias)!r}, expected {expected!r} - another move happened first; "
+        "check `rakuten-ml registry status` and retry if still wanted"
+    )
+
+
+def _moved(state: RegistryState, steps: Sequence[tuple[str, str | None]]) -> RegistryState:
+    aliases = state.as_dict() | dict(steps)
+    return RegistryState(state.model_name, aliases[CHAMPION], aliases[CHALLENGER], aliases[PREVIOUS_CHAMPION])
+
+
+def _apply(registry: ModelRegistry, before: RegistryState, steps: Sequence[tuple[str, str | None]], action: str) -> None:
+    """Run the steps in order; on failure undo the applied ones in reverse, then raise."""
+    applied: list[str] = []
+    try:
+        for alias, version in steps:
+            registry.move(alias, version)
+            applied.append(alias)
+    except RegistryError as exc:
+        failed = steps[len(applied)][0]
+        try:
+            for alias in reversed(applied):
+                registry.move(alias, before.get(alias))
+        except RegistryError as undo_exc:
+            log.error("%s: %s failed at %r and the restore failed too: %s", registry.name, action, failed, undo_exc)
+            raise RegistryError(
+                f"{action} of {registry.name!r} failed at alias {failed!r} ({exc}) and restoring {before.as_dict()} failed "
+                f"({undo_exc}); the aliases may be half-moved: run `rakuten-ml registry status` and set them by hand"
+            ) from exc
+        raise RegistryError(
+            f"{action} of {registry.name!r} failed at alias {failed!r}: {exc}; aliases restored to {before.as_dict()}, retry later"
+        ) from exc
+
+
+def _run_move(
+    platform: Platform,
+    action: Action,
+    plan_for: Callable[[RegistryState, ModelRegistry], _Plan],
+    *,
+    actor: Actor,
+    reason: str,
+    metrics: Mapping[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+) -> AliasMove:
+    """Lock, re-read, plan, move, audit, tag: the path every alias change takes."""
+    settings = platform.settings
+    registry = registry or ModelRegistry(settings)
+    holder = f"{actor.user}:{actor.dag_run_id or '-'}:{action}"[:250]
+    with promotion_lock(platform.engine, registry.name, holder, settings.promotion_lock_timeout_s) as conn:
+        before = registry.state()
+        plan = plan_for(before, registry)
+        if plan.noop:
+            log.info("%s %s: nothing to do: %s", registry.name, action, plan.noop)
+            return AliasMove(action, registry.name, False, plan.noop, before, before, plan.from_version, plan.to_version)
+        _apply(registry, before, plan.steps, action)
+        after = _moved(before, plan.steps)  # what MLflow now holds: every step succeeded
+        event_id = record_event(
+            conn,
+            PromotionEvent(registry.name, action, actor, reason, plan.from_version, plan.to_version, dict(metrics or {})),
+        )
+    for version, what in plan.version_tags.items():
+        # one HTTP call per tag, so only these two; who/when/metrics are in the audit row
+        tags = {"last_action": what, "reason": f"{reason[:4800]} (audit event {event_id})"}
+        try:
+            registry.set_tags(version, {TAG_PREFIX + k: v for k, v in tags.items()})
+        except RegistryError as exc:  # the move is done and audited; the tags are a convenience copy
+            log.warning("%s v%s moved (event %s) but its promotion tags were not written: %s", registry.name, version, event_id, exc)
+    log.info("%s %s: %s -> %s (%s) by %s", registry.name, action, before.as_dict(), after.as_dict(), reason, actor.user)
+    return AliasMove(action, registry.name, True, reason, before, after, plan.from_version, plan.to_version, event_id)
+
+
+def promote(
+    platform: Platform,
+    version: str,
+    *,
+    actor: Actor,
+    reason: str,
+    expected_champion: str | None = ANY,
+    require_challenger: bool = False,
+    metrics: Mapping[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+) -> AliasMove:
+    """``version`` becomes champion; the old champion becomes previous-champion; its challenger alias goes.
+
+    ``expected_champion`` (None = no champion yet) and ``require_challenger`` (``version`` must
+    still be the challenger) make a decision taken before the lock fail instead of acting on a
+    changed registry.
+    """
+    version = str(version)
+
+    def plan(state: RegistryState, registry_: ModelRegistry) -> _Plan:
+        if state.champion == version:
+            return _Plan((), state.champion, version, noop=f"version {version} is already champion")
+        _expect(state, CHAMPION, expected_champion)
+        if require_challenger:
+            _expect(state, CHALLENGER, version)
+        registry_.version(version)  # a clear error for a version that does not exist, before any move
+        steps: list[tuple[str, str | None]] = []
+        if state.champion is not None:
+            steps.append((PREVIOUS_CHAMPION, state.champion))
+        steps.append((CHAMPION, version))
+        if state.challenger == version:
+            steps.append((CHALLENGER, None))
+        tags = {version: "promote"} | ({state.champion: "demoted"} if state.champion else {})
+        return _Plan(steps, state.champion, version, tags)
+
+    return _run_move(platform, "promote", plan, actor=actor, reason=reason, metrics=metrics, registry=registry)
+
+
+def set_challenger(
+    platform: Platform,
+    version: str,
+    *,
+    actor: Actor,
+    reason: str,
+    expected_champion: str | None = ANY,
+    metrics: Mapping[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+) -> AliasMove:
+    """``version`` enters the A/B test; a previous challenger is replaced (its test is abandoned)."""
+    version = str(version)
+
+    def plan(state: RegistryState, _registry: ModelRegistry) -> _Plan:
+        if state.challenger == version:
+            return _Plan((), state.challenger, version, noop=f"version {version} is already challenger")
+        _expect(state, CHAMPION, expected_champion)
+        if state.champion == version:
+            raise PromotionConflictError(f"{state.model_name} version {version} is the champion; it cannot also be the challenger")
+        return _Plan(((CHALLENGER, version),), state.challenger, version, {version: "challenger_set"})
+
+    return _run_move(platform, "challenger_set", plan, actor=actor, reason=reason, metrics=metrics, registry=registry)
+
+
+def reject_challenger(
+    platform: Platform,
+    version: str,
+    *,
+    actor: Actor,
+    reason: str,
+    metrics: Mapping[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+) -> AliasMove:
+    """Remove the challenger alias from ``version``; a no-op when it is no longer the challenger."""
+    version = str(version)
+
+    def plan(state: RegistryState, _registry: ModelRegistry) -> _Plan:
+        if state.challenger != version:
+            return _Plan((), version, None, noop=f"version {version} is not the challenger (challenger: {state.challenger})")
+        return _Plan(((CHALLENGER, None),), version, None, {version: "reject"})
+
+    return _run_move(platform, "reject", plan, actor=actor, reason=reason, metrics=metrics, registry=registry)
+
+
+def rollback(
+    platform: Platform,
+    *,
+    actor: Actor,
+    reason: str,
+    expected_champion: str | None = ANY,
+    metrics: Mapping[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+) -> AliasMove:
+    """``champion`` goes back to ``previous-champion``, which is then cleared (so a repeat is a no-op).
+
+    No-op, with the reason, when there is no previous-champion or the champion is no longer
+    ``expected_champion`` (someone already rolled back or promoted).
+    """
+
+    def plan(state: RegistryState, _registry: ModelRegistry) -> _Plan:
+        if expected_champion is not ANY and state.champion != expected_champion:
+            return _Plan((), state.champion, None, noop=f"champion is {state.champion}, not {expected_champion}: already moved")
+        if state.previous_champion is None or state.previous_champion == state.champion:
+            return _Plan((), state.champion, None, noop=f"no previous-champion to roll back to (champion: {state.champion})")
+        steps = ((CHAMPION, state.previous_champion), (PREVIOUS_CHAMPION, None))
+        tags = {state.previous_champion: "restored"} | ({state.champion: "rollback"} if state.champion else {})
+        return _Plan(steps, state.champion, state.previous_champion, tags)
+
+    return _run_move(platform, "rollback", plan, actor=actor, reason=reason, metrics=metrics, registry=registry)
+
+
+def current_state(settings: Settings, registry: ModelRegistry | None = None) -> RegistryState:
+    """The aliases now (no lock: a read is always consistent per call)."""
+    return (registry or ModelRegistry(settings)).state()

@@ -1,0 +1,204 @@
+"""Automatic rollback: the champion goes back to ``previous-champion`` when it degrades in production.
+
+Degraded (seed report 7.5.2, "Rollback automatique si accuracy < baseline - 2%"): its rolling
+accuracy over its last ``rollback_window`` labelled predictions is below its validation
+accuracy (registry tag ``metric.accuracy``) minus ``rollback_tolerance``, or the serving error
+rate / P95 latency given by the caller is over its limit. A degradation always raises an
+:func:`alert`, whether or not a rollback was possible.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from rakuten_ml.platform import Platform
+from rakuten_ml.promotion import aliases
+from rakuten_ml.promotion.ab_evaluation import correct_count, labelled_predictions
+from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry
+from rakuten_ml.promotion.audit import Actor
+
+log = logging.getLogger(__name__)
+
+BASELINE_TAG = "metric.accuracy"  # written on every version by registry.model_registry
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something an operator must look at; the Prometheus exporter counts them through a hook."""
+
+    name: str
+    model_name: str
+    version: str | None
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    severity: str = "critical"
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+AlertHook = Callable[[Alert], None]
+_HOOKS: list[AlertHook] = []
+_RECENT: deque[Alert] = deque(maxlen=100)
+
+
+def register_alert_hook(hook: AlertHook) -> None:
+    """Call ``hook`` on every alert of this process (e.g. bump a Prometheus counter)."""
+    if hook not in _HOOKS:
+        _HOOKS.append(hook)
+
+
+def unregister_alert_hook(hook: AlertHook) -> None:
+    if hook in _HOOKS:
+        _HOOKS.remove(hook)
+
+
+def recent_alerts() -> list[Alert]:
+    """Alerts raised by this process, oldest first (last 100)."""
+    return list(_RECENT)
+
+
+def alert(event: Alert) -> None:
+    """Log at ERROR, keep it for :func:`recent_alerts` and tell every hook; a failing hook never hides the alert."""
+    log.error("ALERT %s [%s v%s]: %s", event.name, event.model_name, event.version, event.message)
+    _RECENT.append(event)
+    for hook in list(_HOOKS):
+        try:
+            hook(event)
+        except Exception:  # noqa: BLE001 - a broken exporter must not stop the rollback path
+            log.exception("alert hook %r failed", hook)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The champion's production numbers against its limits."""
+
+    version: str
+    baseline_accuracy: float | None
+    n: int
+    correct: int
+    tolerance: float
+    min_samples: int
+    error_rate: float | None
+    p95_latency_ms: float | None
+    reasons: tuple[str, ...]
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.n if self.n else None
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"accuracy": self.accuracy, "degraded": self.degraded}
+
+
+def assess(
+    version: str,
+    *,
+    n: int,
+    correct: int,
+    baseline_accuracy: float | None,
+    tolerance: float = 0.02,
+    min_samples: int = 100,
+    error_rate: float | None = None,
+    max_error_rate: float = 0.05,
+    p95_latency_ms: float | None = None,
+    max_p95_latency_ms: float = 1000.0,
+) -> HealthCheck:
+    """Pure: why (if at all) the champion counts as degraded."""
+    reasons = []
+    if baseline_accuracy is not None and n >= min_samples and correct / n < baseline_accuracy - tolerance:
+        reasons.append(f"rolling accuracy {correct / n:.4f} on {n} labels < baseline {baseline_accuracy:.4f} - {tolerance}")
+    if error_rate is not None and error_rate > max_error_rate:
+        reasons.append(f"error rate {error_rate:.4f} > {max_error_rate}")
+    if p95_latency_ms is not None and p95_latency_ms > max_p95_latency_ms:
+        reasons.append(f"P95 latency {p95_latency_ms:.0f} ms > {max_p95_latency_ms:.0f} ms")
+    return HealthCheck(version, baseline_accuracy, n, correct, tolerance, min_samples, error_rate, p95_latency_ms, tuple(reasons))
+
+
+def rolling_accuracy(engine: Engine, model_name: str, version: str, window: int) -> tuple[int, int]:
+    """(n, correct) over ``version``'s last ``window`` labelled predictions, batch and online."""
+    labelled = labelled_predictions(model_name, versions=(version,))
+    last = sa.select(labelled).order_by(labelled.c.at.desc()).limit(window).subquery("last")
+    stmt = sa.select(sa.func.count().label("n"), correct_count(last).label("correct"))
+    with engine.connect() as conn:
+        row = conn.execute(stmt).one()
+    return int(row.n), int(row.correct)
+
+
+@dataclass(frozen=True)
+class GuardOutcome:
+    champion: str | None
+    check: HealthCheck | None
+    move: AliasMove | None
+    message: str
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.move is not None and self.move.changed
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "champion": self.champion,
+            "rolled_back": self.rolled_back,
+            "message": self.message,
+            "check": None if self.check is None else self.check.as_dict(),
+            "move": None if self.move is None else self.move.summary(),
+        }
+
+
+def guard_champion(
+    platform: Platform,
+    *,
+    actor: Actor,
+    error_rate: float | None = None,
+    p95_latency_ms: float | None = None,
+    registry: ModelRegistry | None = None,
+) -> GuardOutcome:
+    """Check the champion; roll it back (and alert) when degraded. Safe to call repeatedly."""
+    settings = platform.settings
+    registry = registry or ModelRegistry(settings)
+    state = registry.state()
+    if state.champion is None:
+        return GuardOutcome(None, None, None, "no champion to guard")
+    baseline = registry.version(state.champion).tags.get(BASELINE_TAG)
+    if baseline is None:
+        log.warning("%s v%s has no %s tag: only error rate and latency are checked", registry.name, state.champion, BASELINE_TAG)
+    n, correct = rolling_accuracy(platform.engine, registry.name, state.champion, settings.rollback_window)
+    check = assess(
+        state.champion,
+        n=n,
+        correct=correct,
+        baseline_accuracy=None if baseline is None else float(baseline),
+        tolerance=settings.rollback_tolerance,
+        min_samples=settings.rollback_min_samples,
+        error_rate=error_rate,
+        max_error_rate=settings.rollback_max_error_rate,
+        p95_latency_ms=p95_latency_ms,
+        max_p95_latency_ms=settings.rollback_max_p95_latency_ms,
+    )
+    if not check.degraded:
+        message = f"champion v{state.champion} healthy: accuracy {check.accuracy} on {n} labels (baseline {baseline})"
+        log.info("%s: %s", registry.name, message)
+        return GuardOutcome(state.champion, check, None, message)
+    reason = "; ".join(check.reasons)
+    move = aliases.rollback(
+        platform, actor=actor, reason=f"champion v{state.champion} degraded: {reason}", expected_champion=state.champion,
+        metrics=check.as_dict(), registry=registry,
+    )
+    if move.changed:
+        message = f"rolled back champion v{state.champion} -> v{move.to_version}: {reason}"
+        alert(Alert("champion_rolled_back", registry.name, state.champion, message, check.as_dict()))
+    else:
+        message = f"champion v{state.champion} degraded ({reason}) but not rolled back: {move.reason}"
+        alert(Alert("champion_degraded", registry.name, state.champion, message, check.as_dict()))
+    return GuardOutcome(state.champion, check, move, message)

@@ -1,0 +1,147 @@
+"""Offline gate: the pure verdict on crafted reports, and real trained models against the MLflow server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec, generate_catalogue
+from rakuten_ml.data.ingest import ingest
+from rakuten_ml.errors import GateError
+from rakuten_ml.evaluation.metrics import evaluate_proba
+from rakuten_ml.labels import CLASS_CODES, DEFAULT_MAPPING
+from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
+from rakuten_ml.promotion.audit import Actor
+from rakuten_ml.promotion.gate import gate_verdict
+from rakuten_ml.promotion.service import onboard_version
+from rakuten_ml.settings import join_url
+from rakuten_ml.storage.object_store import open_store
+from rakuten_ml.training.train import train_and_register
+from tests.test_promotion_registry import events, promotion_settings
+from tests.test_training import build_platform
+
+
+def one_hot_report(y: np.ndarray, predicted: np.ndarray):
+    proba = np.zeros((len(y), DEFAULT_MAPPING.n_classes))
+    proba[np.arange(len(y)), DEFAULT_MAPPING.encode(predicted)] = 1.0
+    return evaluate_proba(y, proba, DEFAULT_MAPPING)
+
+
+@pytest.fixture(scope="module")
+def labels() -> np.ndarray:
+    """2,000 rows: 100 of class 2583, 20 of weak class 10, 6 of 1940, the rest spread over the others."""
+    rng = np.random.default_rng(0)
+    others = [c for c in CLASS_CODES if c not in (10, 1940)]
+    y = np.concatenate([np.full(20, 10), np.full(6, 1940), rng.choice(others, 2000 - 26)])
+    return y
+
+
+def flip(y: np.ndarray, code: int, count: int, to: int = 2583) -> np.ndarray:
+    out = y.copy()
+    out[np.flatnonzero(y == code)[:count]] = to
+    return out
+
+
+def test_identical_models_pass(labels):
+    verdict = gate_verdict(one_hot_report(labels, labels), one_hot_report(labels, labels))
+    assert verdict.passed and verdict.f1_delta == 0.0 and not verdict.breaches
+    assert {c.code for c in verdict.weak} == {10, 40, 1180, 1281, 2705}  # weak classes always reported
+
+
+def test_weak_class_guardrail_breach_fails_even_within_the_f1_tolerance(labels):
+    champion = one_hot_report(labels, labels)
+    candidate = one_hot_report(labels, flip(labels, 10, 5))  # 5 of 20 used books lost: class F1 1.0 -> 0.86
+    verdict = gate_verdict(candidate, champion, tolerance=0.01, guardrail=0.05)
+    assert verdict.f1_delta > -0.01  # overall F1 barely moves...
+    assert not verdict.passed  # ...but the per-class guardrail catches it
+    assert [c.code for c in verdict.breaches] == [10]
+    assert "class 10 (Livres occasion, weak)" in verdict.reasons[0]
+    weak10 = verdict.as_dict()["weak_classes"]["10"]
+    assert weak10["champion_f1"] == 1.0 and weak10["delta"] < -0.05 and weak10["breach"]
+    assert verdict.metrics()["gate.class_10.f1_delta"] == pytest.approx(weak10["delta"])
+
+
+def test_small_classes_are_reported_not_judged(labels):
+    verdict = gate_verdict(one_hot_report(labels, flip(labels, 1940, 3)), one_hot_report(labels, labels), min_support=10)
+    grocery = next(c for c in verdict.classes if c.code == 1940)
+    assert grocery.delta < -0.05 and grocery.support == 6 and not grocery.judged and not grocery.breach
+    assert verdict.passed
+
+
+def test_weighted_f1_tolerance(labels):
+    champion = one_hot_report(labels, labels)
+    worse = labels.copy()
+    worse[:60] = np.where(worse[:60] == 2583, 2522, 2583)  # 3% of rows wrong, spread over many classes
+    verdict = gate_verdict(one_hot_report(labels, worse), champion, tolerance=0.01, guardrail=1.0)
+    assert not verdict.passed and verdict.reasons[0].startswith("weighted F1")
+    assert gate_verdict(one_hot_report(labels, worse), champion, tolerance=0.05, guardrail=1.0).passed
+
+
+def test_reports_on_different_rows_are_refused(labels):
+    with pytest.raises(GateError, match="same evaluation set"):
+        gate_verdict(one_hot_report(labels[:100], labels[:100]), one_hot_report(labels, labels))
+
+
+def reregister(settings, version: str) -> str:
+    """A new version (with a run of its own) of the same model artifact as ``version``."""
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    source = client.get_model_version(settings.registered_model_name, version)
+    run = client.create_run(client.get_run(source.run_id).info.experiment_id, run_name=f"retrain-of-v{version}")
+    client.set_terminated(run.info.run_id)
+    return str(client.create_model_version(
+        settings.registered_model_name, source.source, run.info.run_id, tags=source.tags,
+        model_id=source.model_id or source.source.removeprefix("models:/"),
+    ).version)
+
+
+@pytest.mark.slow
+def test_gate_with_trained_models_on_the_champions_frozen_eval_set(tmp_path, mlflow_server, pg_url, s3_endpoint, s3_bucket):
+    """v1 -> champion (no gate); v2 trained on 60%-noised labels -> gate_fail; v3, v1's twin -> challenger."""
+    settings = promotion_settings(
+        tmp_path, mlflow_server, pg_url, object_store_url=f"s3://{s3_bucket}/platform", s3_endpoint_url=s3_endpoint
+    )
+    platform, clean_snapshot = build_platform(settings, rows=800)
+    noisy_store = open_store(join_url(settings.object_store_url, "raw/noisy"), settings)
+    generate_catalogue(noisy_store, "", CatalogueSpec(rows=800, images=0, seed=3, drift=DriftSpec(label_noise=0.6)))
+    noisy_snapshot = ingest(
+        source_store=noisy_store, source_prefix="", target_store=platform.store, engine=platform.engine, require_image=False
+    ).snapshot_id
+    actor = Actor("airflow:evaluate_ab_test", "scheduled__2026-01-02")
+
+    v1 = train_and_register(platform, snapshot_id=clean_snapshot).model_version
+    assert onboard_version(platform, v1, actor=actor).result == "champion"
+
+    v2 = train_and_register(platform, snapshot_id=noisy_snapshot).model_version
+    failed = onboard_version(platform, v2, actor=actor)
+    assert failed.result == "rejected" and not failed.verdict.passed
+    # judged on v1's frozen eval rows (clean labels), not on v2's own noisy hold-out
+    registry = ModelRegistry(settings)
+    frozen = registry.load_run_dict(registry.version(v1).run_id, "evaluation/eval_productids.json")
+    assert frozen["snapshot_id"] == clean_snapshot and failed.verdict.n_eval == len(frozen["productids"]) > 100
+    assert failed.verdict.candidate_f1 < failed.verdict.champion_f1 - 0.05
+    assert any(r.startswith("weighted F1") for r in failed.verdict.reasons)
+
+    v3 = reregister(settings, v1)  # what a deterministic retrain on v1's snapshot gives, without paying for it
+    passed = onboard_version(platform, v3, actor=actor)
+    assert passed.result == "challenger" and passed.verdict.passed
+    assert passed.verdict.f1_delta == pytest.approx(0.0, abs=0.01)
+
+    assert registry.state() == RegistryState(settings.registered_model_name, champion=v1, challenger=v3)
+    tags = registry.version(v2).tags
+    assert tags["gate.verdict"] == "fail" and tags["gate.champion_version"] == v1 and "weighted F1" in tags["gate.reason"]
+    assert float(tags["gate.f1_weighted"]) == pytest.approx(failed.verdict.candidate_f1, abs=1e-6)
+    run = MlflowClient(mlflow_server).get_run(registry.version(v2).run_id)
+    assert run.data.metrics["gate.passed"] == 0.0 and "gate.class_10.f1_delta" in run.data.metrics
+    report = registry.load_run_dict(run.info.run_id, f"promotion/gate_vs_v{v1}.json")
+    assert report["champion"] == v1 and set(report["weak_classes"]) == {"10", "40", "1180", "1281", "2705"}
+    assert report["evaluation_set"]["snapshot_id"] == clean_snapshot and report["evaluation_set"]["n_products"] == failed.verdict.n_eval
+    gate_fail = next(e for e in events(platform) if e["action"] == "gate_fail")
+    assert gate_fail["metrics"]["evaluation_set"] == report["evaluation_set"] and gate_fail["metrics"]["passed"] is False
+    assert registry.version(v3).tags["gate.verdict"] == "pass"
+    assert [(e["action"], e["from_version"], e["to_version"]) for e in reversed(events(platform))] == [
+        ("register", None, v1), ("promote", None, v1),
+        ("register", None, v2), ("gate_fail", v1, v2),
+        ("register", None, v3), ("gate_pass", v1, v3), ("challenger_set", None, v3),
+    ]
+    assert all(e["actor"] == "airflow:evaluate_ab_test" for e in events(platform))

@@ -1,0 +1,279 @@
+"""Registry aliases against a real MLflow server (PostgreSQL + S3): moves, audit, tags, locking, failures.
+
+Also holds the helpers the other ``test_promotion_*`` modules import (settings, cheap versions).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from mlflow import MlflowClient
+
+from rakuten_ml.errors import PromotionConflictError, RegistryError
+from rakuten_ml.labels import CLASS_CODES
+from rakuten_ml.platform import Platform
+from rakuten_ml.promotion import aliases
+from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState, promotion_lock
+from rakuten_ml.promotion.audit import Actor, history
+from rakuten_ml.promotion.service import onboard_version, registry_status
+from rakuten_ml.settings import Settings
+from rakuten_ml.storage.database import feedback, prediction_log, predictions
+from tests.conftest import free_port
+
+ALICE = Actor("alice", "manual__2026-01-01")
+
+
+def promotion_settings(tmp_path: Path, mlflow_server: str, pg_url: str, **overrides: object) -> Settings:
+    """Production wiring with a registered model name of its own, so tests never share aliases."""
+    values: dict[str, object] = {
+        "home": tmp_path,
+        "mlflow_tracking_uri": mlflow_server,
+        "database_url": pg_url,
+        "registered_model_name": f"clf-{uuid.uuid4().hex[:10]}",
+    }
+    return Settings(**(values | overrides))
+
+
+def register_versions(settings: Settings, accuracies: Sequence[float]) -> list[str]:
+    """Versions without a model artifact, carrying the tags training writes: enough to move aliases."""
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    name = settings.registered_model_name
+    client.create_registered_model(name)
+    versions = []
+    for i, accuracy in enumerate(accuracies):
+        mv = client.create_model_version(
+            name, f"s3://not-a-model/{name}/{i}", tags={"metric.accuracy": f"{accuracy:.6f}", "snapshot_id": "snap-test"}
+        )
+        versions.append(str(mv.version))
+    return versions
+
+
+def set_state(platform: Platform, champion: str | None = None, challenger: str | None = None, previous: str | None = None) -> None:
+    """Put the aliases in a given state directly (test setup, bypassing the audited path)."""
+    registry = ModelRegistry(platform.settings)
+    for alias, version in ((aliases.CHAMPION, champion), (aliases.CHALLENGER, challenger), (aliases.PREVIOUS_CHAMPION, previous)):
+        if version is not None:
+            registry.move(alias, version)
+
+
+def events(platform: Platform) -> list[dict]:
+    return history(platform.engine, platform.settings.registered_model_name, limit=1000)
+
+
+def insert_labelled(
+    platform: Platform,
+    version: str,
+    productids: Sequence[int],
+    correct: Sequence[bool],
+    *,
+    variant: str = aliases.CHAMPION,
+    online: Sequence[bool] | None = None,
+    at: datetime | None = None,
+    seed: int = 0,
+    with_feedback: bool = True,
+) -> None:
+    """Predictions of ``version`` (batch rows, or serving-log rows where ``online``) plus their true labels."""
+    rng = np.random.default_rng(seed)
+    at = at or datetime.now(UTC)
+    codes = np.asarray(CLASS_CODES)
+    truth = rng.choice(codes, len(correct))
+    wrong = codes[(np.searchsorted(codes, truth) + rng.integers(1, len(codes), len(correct))) % len(codes)]
+    predicted = np.where(np.asarray(correct, dtype=bool), truth, wrong)
+    productids = [int(p) for p in productids]
+    online = [False] * len(correct) if online is None else online
+    batch_rows, log_rows = [], []
+    for pid, pred, is_online in zip(productids, predicted.tolist(), online, strict=True):
+        common = {"productid": pid, "model_name": platform.settings.registered_model_name, "model_version": str(version),
+                  "variant": variant, "prdtypecode": int(pred), "confidence": 0.9, "decision": "auto", "modality": "text"}
+        if is_online:
+            log_rows.append(common | {"request_id": f"req-{pid}-{version}-{at.timestamp()}", "position": 0, "latency_ms": 12.0, "created_at": at})
+        else:
+            batch_rows.append(common | {"run_id": f"batch-{version}-{at.timestamp()}", "scored_at": at})
+    labels = [{"productid": p, "prdtypecode": int(t), "source": "human", "received_at": at} for p, t in zip(productids, truth.tolist(), strict=True)]
+    with platform.engine.begin() as conn:  # executemany: a multi-row upsert of thousands of rows compiles slowly
+        for table, rows in ((predictions, batch_rows), (prediction_log, log_rows), (feedback, labels if with_feedback else [])):
+            if rows:
+                conn.execute(sa.insert(table), rows)
+
+
+@pytest.fixture
+def psettings(tmp_path, mlflow_server, pg_url) -> Settings:
+    return promotion_settings(tmp_path, mlflow_server, pg_url)
+
+
+def test_first_version_is_champion_then_challenger_promote_reject_with_audit_and_tags(psettings):
+    platform = Platform(psettings)
+    name = psettings.registered_model_name
+    v1, v2, v3 = register_versions(psettings, [0.80, 0.82, 0.79])
+
+    first = onboard_version(platform, v1, actor=ALICE)  # no champion: no gate, straight to champion
+    assert first.result == "champion" and first.verdict is None
+    assert onboard_version(platform, v1, actor=ALICE).result == "unchanged"  # rerun: no second register event
+
+    challenger = aliases.set_challenger(platform, v2, actor=ALICE, reason="passed the gate", expected_champion=v1)
+    assert challenger.changed and challenger.after == RegistryState(name, v1, v2, None)
+    promoted = aliases.promote(platform, v2, actor=Actor("bob"), reason="A/B win", expected_champion=v1, require_challenger=True)
+    # champion -> previous-champion, challenger -> champion, challenger alias removed
+    assert promoted.after == RegistryState(name, champion=v2, challenger=None, previous_champion=v1)
+    assert not aliases.promote(platform, v2, actor=ALICE, reason="again").changed  # already champion: no-op
+
+    aliases.set_challenger(platform, v3, actor=ALICE, reason="next candidate")
+    rejected = aliases.reject_challenger(platform, v3, actor=ALICE, reason="A/B loss")
+    assert rejected.changed and rejected.after.challenger is None
+    assert not aliases.reject_challenger(platform, v3, actor=ALICE, reason="A/B loss").changed
+
+    rows = events(platform)
+    assert [(r["action"], r["from_version"], r["to_version"]) for r in reversed(rows)] == [
+        ("register", None, v1),
+        ("promote", None, v1),
+        ("challenger_set", None, v2),
+        ("promote", v1, v2),
+        ("challenger_set", None, v3),
+        ("reject", v3, None),
+    ]
+    assert rows[2]["actor"] == "bob" and rows[-1]["actor"] == "alice" and rows[-1]["dag_run_id"] == ALICE.dag_run_id
+    assert rows[-1]["metrics"]["metric.accuracy"] == "0.800000"  # the register event keeps the version's tags
+    assert all(r["at"] is not None and r["reason"] for r in rows)
+
+    registry = ModelRegistry(psettings)
+    assert registry.version(v2).tags["promotion.last_action"] == "promote"
+    assert registry.version(v2).tags["promotion.reason"] == f"A/B win (audit event {promoted.event_id})"
+    assert registry.version(v1).tags["promotion.last_action"] == "demoted"
+    assert registry.version(v3).tags["promotion.last_action"] == "reject"
+    status = registry_status(platform)
+    assert status["aliases"] == {"champion": v2, "challenger": None, "previous-champion": v1}
+    assert {v["version"]: v["aliases"] for v in status["versions"]}[v1] == ["previous-champion"]
+
+
+def test_stale_expectations_are_conflicts_and_unknown_versions_are_clear_errors(psettings):
+    platform = Platform(psettings)
+    v1, v2 = register_versions(psettings, [0.8, 0.8])
+    set_state(platform, champion=v1)
+    with pytest.raises(PromotionConflictError, match="alias 'champion' is '1', expected '2'"):
+        aliases.set_challenger(platform, v2, actor=ALICE, reason="x", expected_champion=v2)
+    with pytest.raises(PromotionConflictError, match="alias 'challenger' is None, expected '2'"):
+        aliases.promote(platform, v2, actor=ALICE, reason="x", require_challenger=True)
+    with pytest.raises(RegistryError, match="version 99"):
+        aliases.promote(platform, "99", actor=ALICE, reason="x")
+    assert ModelRegistry(psettings).state() == RegistryState(psettings.registered_model_name, v1)
+    assert events(platform) == []
+
+
+def test_concurrent_promotions_exactly_one_wins_and_champion_never_disappears(psettings):
+    platform = Platform(psettings)
+    v1, *candidates = register_versions(psettings, [0.8, 0.81, 0.82, 0.83])
+    aliases.promote(platform, v1, actor=ALICE, reason="first", expected_champion=None)
+    seen: list[RegistryState] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # a reader (serving) polling the aliases during the race
+        registry = ModelRegistry(psettings)
+        while not stop.is_set():
+            seen.append(registry.state())
+
+    barrier = threading.Barrier(len(candidates))
+    results: dict[str, object] = {}
+
+    def attempt(version: str) -> None:
+        own = Platform(psettings)  # its own engine/connection, like another worker
+        barrier.wait()
+        try:
+            results[version] = aliases.promote(own, version, actor=Actor(f"worker-{version}"), reason="race", expected_champion=v1)
+        except PromotionConflictError as exc:
+            results[version] = exc
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=attempt, args=(v,)) for v in candidates]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stop.set()
+    watcher.join(10)
+
+    winners = [v for v, r in results.items() if isinstance(r, aliases.AliasMove) and r.changed]
+    losers = [r for r in results.values() if isinstance(r, PromotionConflictError)]
+    assert len(winners) == 1 and len(losers) == len(candidates) - 1
+    assert all("expected '1'" in str(e) for e in losers)
+    state = ModelRegistry(psettings).state()
+    assert state.champion == winners[0] and state.previous_champion == v1
+    promotes = [r for r in events(platform) if r["action"] == "promote" and r["from_version"] == v1]
+    assert [r["to_version"] for r in promotes] == winners
+    assert seen and all(s.champion is not None for s in seen)
+
+
+def test_lock_holder_blocks_others_until_timeout(psettings):
+    platform = Platform(psettings)
+    (v1,) = register_versions(psettings, [0.8])
+    impatient = Platform(psettings.model_copy(update={"promotion_lock_timeout_s": 1.0}))
+    with promotion_lock(platform.engine, psettings.registered_model_name, "stuck-job", 5):
+        started = time.monotonic()
+        with pytest.raises(PromotionConflictError, match="held the promotion lock for more than 1 s"):
+            aliases.promote(impatient, v1, actor=ALICE, reason="x")
+        assert time.monotonic() - started >= 0.9
+    assert aliases.promote(impatient, v1, actor=ALICE, reason="x").changed  # lock released
+
+
+def test_mlflow_unreachable_is_a_typed_error_and_moves_nothing(psettings, monkeypatch):
+    from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test
+    from rakuten_ml.promotion.rollback import guard_champion
+
+    platform = Platform(psettings)
+    v1, v2 = register_versions(psettings, [0.8, 0.8])
+    set_state(platform, champion=v1, challenger=v2)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    down = Platform(psettings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"}))
+    for call in (
+        lambda: aliases.promote(down, v2, actor=ALICE, reason="x"),
+        lambda: aliases.rollback(down, actor=ALICE, reason="x"),
+        lambda: evaluate_ab_test(down, actor=ALICE),
+        lambda: guard_champion(down, actor=ALICE),
+    ):
+        with pytest.raises(RegistryError, match=r"cannot read registered model .* check RAKUTEN_MLFLOW_TRACKING_URI"):
+            call()
+    assert ModelRegistry(psettings).state() == RegistryState(psettings.registered_model_name, v1, v2, None)
+    assert events(platform) == []
+
+
+class FailingOnce(ModelRegistry):
+    """MLflow that drops exactly one alias write (the champion move): a crash in the middle of a promotion."""
+
+    def __init__(self, settings: Settings, fail_alias: str) -> None:
+        super().__init__(settings)
+        self.fail_alias: str | None = fail_alias
+
+    def move(self, alias: str, version: str | None) -> None:
+        if alias == self.fail_alias:
+            self.fail_alias = None
+            raise RegistryError("injected: MLflow connection reset")
+        super().move(alias, version)
+
+
+def test_failure_in_the_middle_of_a_promotion_restores_the_aliases(psettings):
+    platform = Platform(psettings)
+    v0, v1, v2 = register_versions(psettings, [0.8, 0.8, 0.8])
+    set_state(platform, champion=v1, challenger=v2, previous=v0)
+    before = ModelRegistry(psettings).state()
+    flaky = FailingOnce(psettings, aliases.CHAMPION)  # previous-champion is already re-pointed when this fails
+    with pytest.raises(RegistryError, match=r"failed at alias 'champion'.*aliases restored"):
+        aliases.promote(platform, v2, actor=ALICE, reason="A/B win", registry=flaky)
+    assert ModelRegistry(psettings).state() == before
+    assert events(platform) == []
+    # the same move succeeds once MLflow is back, and is audited once
+    assert aliases.promote(platform, v2, actor=ALICE, reason="A/B win", expected_champion=v1).changed
+    assert [r["action"] for r in events(platform)] == ["promote"]
+
+
+def test_registry_without_model_says_to_train_first(psettings):
+    with pytest.raises(RegistryError, match="train and register a model first"):
+        aliases.promote(Platform(psettings), "1", actor=ALICE, reason="x")

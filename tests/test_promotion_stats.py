@@ -1,0 +1,96 @@
+"""A/B statistics: checked against statsmodels, and by simulation over many seeds for each truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+
+from rakuten_ml.promotion.ab_stats import ArmStats, decide, two_proportion_ztest, wilson_interval
+
+SEEDS = range(400)
+
+
+@pytest.mark.parametrize(("successes", "n"), [(0, 10), (3, 10), (10, 10), (170, 200), (801, 1000), (1, 3)])
+def test_wilson_interval_matches_statsmodels(successes, n):
+    low, high = wilson_interval(successes, n)
+    ref_low, ref_high = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    assert (low, high) == pytest.approx((ref_low, ref_high), abs=1e-9)
+    assert 0.0 <= low <= successes / n <= high <= 1.0
+
+
+def test_wilson_interval_edges():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson_interval(5, 3)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+@pytest.mark.parametrize(("s1", "n1", "s2", "n2"), [(180, 200, 160, 200), (85, 100, 3400, 4000), (50, 100, 50, 100)])
+def test_two_proportion_ztest_matches_statsmodels(s1, n1, s2, n2, alternative):
+    ours = two_proportion_ztest(s1, n1, s2, n2, alternative)
+    ref_alt = {"greater": "larger", "less": "smaller", "two-sided": "two-sided"}[alternative]
+    z, p = proportions_ztest([s1, s2], [n1, n2], alternative=ref_alt)
+    assert ours.z == pytest.approx(z, abs=1e-9)
+    assert ours.p_value == pytest.approx(p, abs=1e-9)
+
+
+def test_ztest_without_variance_finds_no_difference():
+    result = two_proportion_ztest(200, 200, 300, 300)
+    assert result.z == 0.0 and result.p_value == 0.5
+
+
+def simulate(seed: int, p_champion: float, p_challenger: float, n_champion: int = 4000, n_challenger: int = 800) -> str:
+    """One A/B test: 5%-ish challenger arm, binomial correctness per labelled prediction."""
+    rng = np.random.default_rng(seed)
+    champion = ArmStats("champion", "1", n_champion, int(rng.binomial(n_champion, p_champion)))
+    challenger = ArmStats("challenger", "2", n_challenger, int(rng.binomial(n_challenger, p_challenger)))
+    return decide(champion, challenger, alpha=0.05, min_samples=200, max_samples=5000).action
+
+
+def rates(actions: list[str]) -> dict[str, float]:
+    return {a: actions.count(a) / len(actions) for a in ("promote", "keep_testing", "reject")}
+
+
+def test_truly_better_challenger_is_promoted():
+    observed = rates([simulate(s, 0.80, 0.86) for s in SEEDS])
+    assert observed["promote"] > 0.9  # power of a 6-point gain on 800 vs 4000 labels
+    assert observed["reject"] == 0.0
+
+
+def test_truly_worse_challenger_is_rejected():
+    observed = rates([simulate(s, 0.86, 0.80) for s in SEEDS])
+    assert observed["reject"] > 0.9
+    assert observed["promote"] == 0.0
+
+
+def test_equal_challenger_is_rarely_promoted():
+    observed = rates([simulate(s, 0.83, 0.83) for s in SEEDS])
+    # the one-sided test's false-promotion rate is alpha (0.05); allow for 400-run simulation noise
+    assert observed["promote"] < 0.08
+    assert observed["reject"] < 0.08
+    assert observed["keep_testing"] > 0.85
+
+
+def test_too_few_labels_keep_testing_whatever_the_numbers():
+    decision = decide(ArmStats("champion", "1", 5000, 2500), ArmStats("challenger", "2", 150, 150), min_samples=200)
+    assert decision.action == "keep_testing" and decision.p_better is None
+    assert "need 200 labelled predictions per arm" in decision.reason and "challenger 150" in decision.reason
+
+
+def test_inconclusive_after_max_samples_keeps_the_champion():
+    champion, challenger = ArmStats("champion", "1", 20000, 16600), ArmStats("challenger", "2", 5000, 4150)
+    assert decide(champion, challenger, max_samples=10000).action == "keep_testing"
+    decision = decide(champion, challenger, max_samples=5000)
+    assert decision.action == "reject" and "no significant difference after 5000" in decision.reason
+
+
+def test_decision_reports_its_numbers():
+    decision = decide(ArmStats("champion", "1", 4000, 3200), ArmStats("challenger", "2", 800, 700))
+    out = decision.as_dict()
+    assert out["action"] == "promote"
+    assert out["challenger"]["accuracy"] == pytest.approx(0.875)
+    assert out["challenger"]["ci95_low"] < 0.875 < out["challenger"]["ci95_high"]
+    assert out["p_better"] < 0.05 and out["p_worse"] > 0.95 and out["diff"] == pytest.approx(0.075)
+    with pytest.raises(ValueError, match="alpha"):
+        decide(ArmStats("champion", "1", 10, 5), ArmStats("challenger", "2", 10, 5), alpha=0.7)
