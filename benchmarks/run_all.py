@@ -1,0 +1,19 @@
+"""Run every benchmark in turn; each rewrites its own section of benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ("text_training", "scoring_throughput", "drift_check", "serving_load")
+
+
+def main() -> int:
+    failed = [name for name in BENCHMARKS if subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], check=False).returncode != 0]
+    if failed:
+        print(f"benchmarks failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
