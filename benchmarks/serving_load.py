@@ -1,0 +1,257 @@
+"""Loopback load test of the serving API against the seed targets (P50 < 500 ms, P95 < 1 s,
+P99 < 2 s, > 100 products/s), with the bare in-process ``classifier.predict`` as baseline.
+
+Trains and registers a text model on a generated catalogue in a temporary home, starts
+``uvicorn serving.app:app`` on a free 127.0.0.1 port, and drives it from client threads
+(httpx, one connection each) for a fixed time per scenario. Bounded: about 3 minutes.
+
+    python -m benchmarks.serving_load [--seconds 15] [--concurrency 8] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import logging
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from benchmarks.results import machine_line, write_section
+from rakuten_ml.catalogue.generator import CatalogueSpec, generate_catalogue, generate_frames
+from rakuten_ml.data.ingest import ingest
+from rakuten_ml.platform import Platform
+from rakuten_ml.registry.resolve import load_classifier, resolve_model
+from rakuten_ml.settings import Settings
+from rakuten_ml.storage.object_store import open_store
+from rakuten_ml.training.train import train_and_register
+from serving.schemas import check_image
+
+log = logging.getLogger("benchmarks.serving_load")
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS_MS = {"p50": 500.0, "p95": 1000.0, "p99": 2000.0}
+TARGET_PRODUCTS_PER_S = 100.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    requests: int
+    products: int
+    errors: int
+    seconds: float
+    latencies_ms: np.ndarray
+
+    def quantile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
+
+    def row(self, concurrency: str) -> str:
+        products_per_s = self.products / self.seconds
+        ok = all(self.quantile(q) < TARGETS_MS[f"p{q}"] for q in (50, 95, 99)) and products_per_s > TARGET_PRODUCTS_PER_S
+        return (f"| {self.name} | {concurrency} | {self.requests:,} | {self.errors} | {self.requests / self.seconds:.1f} | "
+                f"{products_per_s:.1f} | {self.quantile(50):.1f} | {self.quantile(95):.1f} | {self.quantile(99):.1f} | "
+                f"{'yes' if ok and not self.errors else 'no'} |")
+
+
+def build_model(home: Path, rows: int, modalities: tuple[str, ...]) -> Settings:
+    """A registered model on a generated catalogue (what `make demo` trains, smaller); an image
+    model uses the CPU-sized ``tiny`` vision profile."""
+    with_images = "image" in modalities
+    settings = Settings(home=home, vision_profile="tiny")
+    platform = Platform(settings)
+    catalogue = open_store(settings.catalogue_url, settings)
+    generate_catalogue(catalogue, "", CatalogueSpec(rows=rows, images=rows if with_images else 0, seed=11))
+    snapshot = ingest(source_store=catalogue, source_prefix="", target_store=platform.store, engine=platform.engine,
+                      require_image=with_images).snapshot_id
+    result = train_and_register(platform, snapshot_id=snapshot, modalities=modalities, reason="serving benchmark")
+    log.info("registered %s v%s", result.model_name, result.model_version)
+    return settings
+
+
+def product_photo(rng: random.Random) -> bytes:
+    """A 500x500 JPEG with some texture, about the size of a catalogue photo."""
+    array = np.random.default_rng(rng.randrange(2**32)).integers(0, 255, (500, 500, 3), dtype=np.uint8)
+    array[100:400, 100:400] = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def request_bodies(n: int, batch: int, with_image: bool) -> list[dict]:
+    texts, _ = generate_frames(CatalogueSpec(rows=n * batch, seed=99))
+    rng = random.Random(5)
+    photos = [base64.b64encode(product_photo(rng)).decode() for _ in range(8)] if with_image else []
+    bodies = []
+    for start in range(0, n * batch, batch):
+        products = []
+        for i, row in enumerate(texts.iloc[start:start + batch].itertuples()):
+            product = {"productid": int(row.productid), "designation": row.designation,
+                       "description": row.description if isinstance(row.description, str) else None}
+            if with_image:
+                product["image_base64"] = photos[(start + i) % len(photos)]
+            products.append(product)
+        bodies.append({"products": products})
+    return bodies
+
+
+def drive(url: str, name: str, bodies: list[dict], seconds: float, concurrency: int) -> Outcome:
+    """``concurrency`` closed-loop clients for ``seconds`` after a short warm-up."""
+    latencies: list[float] = []
+    counts = {"requests": 0, "products": 0, "errors": 0}
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + 2.0 + seconds
+    measure_from = time.perf_counter() + 2.0
+
+    def client(slot: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            i = slot
+            while (now := time.perf_counter()) < stop_at:
+                body = bodies[i % len(bodies)]
+                i += concurrency
+                started = time.perf_counter()
+                try:
+                    ok = http.post("/v1/predict", json=body).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                elapsed = (time.perf_counter() - started) * 1000.0
+                if now < measure_from:
+                    continue
+                with lock:
+                    counts["requests"] += 1
+                    counts["errors"] += not ok
+                    counts["products"] += len(body["products"]) if ok else 0
+                    latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Outcome(name, counts["requests"], counts["products"], counts["errors"], seconds, np.array(latencies))
+
+
+def bare_model(settings: Settings, name: str, bodies: list[dict], seconds: float, with_image: bool) -> Outcome:
+    """Baseline: the same inputs through ``classifier.predict`` in this process, no HTTP, one caller."""
+    classifier = load_classifier(settings, resolve_model(settings))
+    latencies: list[float] = []
+    products = 0
+    stop_at = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < stop_at:
+        items = bodies[i % len(bodies)]["products"]
+        i += 1
+        started = time.perf_counter()
+        frame = pd.DataFrame({"designation": [p["designation"] for p in items], "description": [p["description"] or "" for p in items]})
+        images = None
+        if with_image:  # what serving does to every image before the model sees it
+            images = [base64.b64decode(p["image_base64"]) for p in items]
+            for data in images:
+                check_image(data)
+        classifier.predict(frame, images)
+        latencies.append((time.perf_counter() - started) * 1000.0)
+        products += len(items)
+    return Outcome(name, len(latencies), products, 0, seconds, np.array(latencies))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(settings: Settings, workers: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAKUTEN_", "PROMETHEUS_"))} | {
+        "RAKUTEN_HOME": str(settings.home), "RAKUTEN_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "RAKUTEN_DATABASE_URL": settings.database_url,
+    }
+    if workers > 1:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rakuten-bench-prom-")
+    command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers), "--no-access-log"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                time.sleep(2.0 if workers > 1 else 0.0)  # let every worker finish loading
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"serving not ready in 180 s: {log_path.read_text()[-2000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per scenario")
+    parser.add_argument("--concurrency", type=int, default=8, help="closed-loop client threads")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
+    parser.add_argument("--batch", type=int, default=16, help="products per request in the batch scenario")
+    parser.add_argument("--rows", type=int, default=3000, help="catalogue rows to train the model on")
+    parser.add_argument("--modalities", default="text", help="text or text,image (a tiny vision model: CPU-minutes to train)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="rakuten-serving-bench-") as tmp:
+        modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+        settings = build_model(Path(tmp) / "home", args.rows, modalities)
+        text = request_bodies(200, 1, with_image=False)
+        image = request_bodies(200, 1, with_image=True)
+        batches = request_bodies(50, args.batch, with_image=False)
+        baselines = [
+            bare_model(settings, "bare model, text, 1 product", text, args.seconds / 3, with_image=False),
+            bare_model(settings, "bare model, text + image checks, 1 product", image, args.seconds / 3, with_image=True),
+            bare_model(settings, f"bare model, text, batch of {args.batch}", batches, args.seconds / 3, with_image=False),
+        ]
+        process, url = start_server(settings, args.workers, Path(tmp) / "uvicorn.log")
+        try:
+            served = [
+                drive(url, "API, text, 1 product/request", text, args.seconds, args.concurrency),
+                drive(url, "API, text + 500x500 JPEG, 1 product/request", image, args.seconds, args.concurrency),
+                drive(url, f"API, text, {args.batch} products/request", batches, args.seconds, args.concurrency),
+            ]
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    header = ("| scenario | clients | requests | errors | requests/s | products/s | P50 ms | P95 ms | P99 ms | meets seed targets |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    table = "\n".join([
+        f"## Serving load (loopback, uvicorn {args.workers} worker(s), {args.concurrency} closed-loop clients, "
+        f"{args.seconds:.0f} s per scenario)", "",
+        machine_line() + "; load generator and server share the machine.", "",
+        "Seed targets: P50 < 500 ms, P95 < 1 s, P99 < 2 s, > 100 products/s. Latency is client-side (HTTP + JSON + "
+        f"validation + model + prediction log, cache off). Registered model: {'+'.join(modalities)}"
+        + ("" if "image" in modalities else " (`--modalities text,image` trains a tiny vision model too; in the image "
+           "rows below images are decoded and bounded, bytes and pixels, but no image model reads them)")
+        + ". Baselines run the same inputs through `classifier.predict` in-process, one caller, no HTTP.", "",
+        header,
+        *(b.row("1 (in-process)") for b in baselines),
+        *(s.row(str(args.concurrency)) for s in served),
+    ])
+    print(table)
+    write_section("serving_load", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP routers, one per concern: predict, feedback, admin, health (with /metrics)."""

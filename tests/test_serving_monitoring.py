@@ -1,0 +1,130 @@
+"""The serving alert rules and Grafana dashboards read only metrics the app exports, and the rules
+do what they say (promtool unit tests on synthetic series, when promtool is installed)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.metrics import ServingMetrics
+from tests.conftest import REPO_ROOT
+
+RULES = REPO_ROOT / "monitoring" / "prometheus" / "rules" / "serving.yml"
+DASHBOARDS = [REPO_ROOT / "monitoring" / "grafana" / "dashboards" / name for name in ("serving.json", "model_quality.json")]
+METRIC = re.compile(r"\brakuten_[a-z0-9_]+\b")
+RECORDED = re.compile(r"\brakuten:[a-z0-9_:]+\b")
+
+
+def exported_names() -> set[str]:
+    names: set[str] = set()
+    for family in ServingMetrics().registry.collect():
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}[family.type]
+        names |= {family.name + suffix for suffix in suffixes}
+    return names
+
+
+def rule_groups() -> list[dict]:
+    return yaml.safe_load(RULES.read_text())["groups"]
+
+
+def dashboard_exprs(path: Path) -> list[str]:
+    document = json.loads(path.read_text())
+    exprs = [t["expr"] for p in document["panels"] for t in p.get("targets", [])]
+    return exprs + [a["expr"] for a in document["annotations"]["list"] if "expr" in a]
+
+
+def test_rules_and_dashboards_only_read_exported_metrics() -> None:
+    exported = exported_names()
+    recorded = {r["record"] for g in rule_groups() for r in g["rules"] if "record" in r}
+    exprs = [r["expr"] for g in rule_groups() for r in g["rules"]] + [e for d in DASHBOARDS for e in dashboard_exprs(d)]
+    unknown = {name for expr in exprs for name in METRIC.findall(expr)} - exported
+    assert not unknown, f"not exported by serving/metrics.py: {sorted(unknown)}"
+    undefined = {name for expr in exprs for name in RECORDED.findall(expr)} - recorded
+    assert not undefined, f"recording rules used but not defined: {sorted(undefined)}"
+    assert "rakuten_rollbacks_total" in exported
+
+
+def test_alerts_are_labelled_and_explained() -> None:
+    alerts = [r for g in rule_groups() for r in g["rules"] if "alert" in r]
+    assert {"RakutenServingLatencyP95High", "RakutenServingErrorRateHigh", "RakutenModelRollback"} <= {a["alert"] for a in alerts}
+    for alert in alerts:
+        assert alert["labels"]["severity"] in ("warning", "critical"), alert["alert"]
+        assert alert["annotations"]["summary"], alert["alert"]
+
+
+def test_dashboards_use_the_provisioned_datasource() -> None:
+    uids = set()
+    for path in DASHBOARDS:
+        document = json.loads(path.read_text())
+        assert document["title"] and document["uid"] not in uids
+        uids.add(document["uid"])
+        ids = [p["id"] for p in document["panels"]]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicated panel ids"
+        for panel in document["panels"]:
+            assert panel["gridPos"]["w"] <= 24
+            for target in panel.get("targets", []):
+                assert target["datasource"] == {"type": "prometheus", "uid": "prometheus"}, (path.name, panel["title"])
+
+
+PROMTOOL_TESTS = """
+rule_files: [{rules}]
+evaluation_interval: 30s
+tests:
+  - interval: 30s
+    input_series:
+      - series: 'rakuten_rollbacks_total{{model_name="clf", job="serving", instance="s:8000"}}'
+        values: '0x10 1x20'
+      - series: 'rakuten_http_request_duration_seconds_bucket{{route="/v1/predict", variant="champion", le="1.0", job="serving", instance="s:8000"}}'
+        values: '0+10x60'
+      - series: 'rakuten_http_request_duration_seconds_bucket{{route="/v1/predict", variant="champion", le="2.0", job="serving", instance="s:8000"}}'
+        values: '0+100x60'
+      - series: 'rakuten_http_request_duration_seconds_bucket{{route="/v1/predict", variant="champion", le="+Inf", job="serving", instance="s:8000"}}'
+        values: '0+100x60'
+      - series: 'rakuten_http_request_duration_seconds_count{{route="/v1/predict", variant="champion", job="serving", instance="s:8000"}}'
+        values: '0+100x60'
+      - series: 'rakuten_http_requests_total{{route="/v1/predict", method="POST", status="200", variant="champion", job="serving", instance="s:8000"}}'
+        values: '0+90x60'
+      - series: 'rakuten_http_requests_total{{route="/v1/predict", method="POST", status="500", variant="champion", job="serving", instance="s:8000"}}'
+        values: '0+10x60'
+    promql_expr_test:
+      - expr: rakuten:predict_within_slo:ratio_rate5m
+        eval_time: 20m
+        exp_samples:
+          - labels: 'rakuten:predict_within_slo:ratio_rate5m'
+            value: 0.1
+      # at 20 min: a rollback happened, 90 % of requests took 1-2 s, 10 % failed with 5xx
+      - expr: count by (alertname) (ALERTS{{alertstate="firing"}})
+        eval_time: 20m
+        exp_samples:
+          - labels: '{{alertname="RakutenModelRollback"}}'
+            value: 1
+          - labels: '{{alertname="RakutenServingLatencyP95High"}}'
+            value: 1
+          - labels: '{{alertname="RakutenServingLatencyP50High"}}'
+            value: 1
+          - labels: '{{alertname="RakutenServingErrorRateHigh"}}'
+            value: 1
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: RakutenModelRollback
+        exp_alerts: []
+      - eval_time: 8m
+        alertname: RakutenServingLatencyP95High
+        exp_alerts: []
+"""
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_rules_pass_promtool_and_fire_as_intended(tmp_path: Path) -> None:
+    check = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    spec = tmp_path / "serving_rules_test.yml"
+    spec.write_text(PROMTOOL_TESTS.format(rules=json.dumps(str(RULES))))
+    result = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
