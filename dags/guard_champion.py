@@ -12,7 +12,7 @@ DOC = """
 Rolling accuracy of the `champion` over its last `RAKUTEN_ROLLBACK_WINDOW` labelled predictions
 (batch and online, joined to feedback) against its validation accuracy (`metric.accuracy` tag):
 below baseline - `RAKUTEN_ROLLBACK_TOLERANCE` (seed: 2 points), or the serving error rate / P95
-latency given as params over their limits, moves `champion` back to `previous-champion` through
+latency over their limits (P95 read from the `prediction_log` of the last hour when not given; the error rate comes from the serving metrics as a param), moves `champion` back to `previous-champion` through
 the locked, audited path and raises an alert (ERROR log, `promotion_events` row, alert hooks).
 Idempotent: with no previous-champion left, or a healthy champion, it changes nothing.
 """

@@ -13,9 +13,10 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -135,6 +136,29 @@ def rolling_accuracy(engine: Engine, model_name: str, version: str, window: int)
     return int(row.n), int(row.correct)
 
 
+def serving_p95_latency_ms(engine: Engine, model_name: str, version: str, *, window: timedelta = timedelta(hours=1), min_requests: int = 50) -> float | None:
+    """P95 of the champion's online request latency over the last ``window`` (None: too few requests)."""
+    from rakuten_ml.storage.database import prediction_log
+
+    since = datetime.now(UTC) - window
+    stmt = (
+        sa.select(prediction_log.c.request_id, sa.func.max(prediction_log.c.latency_ms).label("latency"))
+        .where(
+            prediction_log.c.model_name == sa.bindparam("name"),
+            prediction_log.c.model_version == sa.bindparam("version"),
+            prediction_log.c.created_at >= sa.bindparam("since"),
+            prediction_log.c.latency_ms.is_not(None),
+        )
+        .group_by(prediction_log.c.request_id)
+        .limit(100_000)
+    )
+    with engine.connect() as conn:
+        latencies = [row.latency for row in conn.execute(stmt, {"name": model_name, "version": version, "since": since})]
+    if len(latencies) < min_requests:
+        return None
+    return float(np.percentile(latencies, 95))
+
+
 @dataclass(frozen=True)
 class GuardOutcome:
     champion: str | None
@@ -174,6 +198,8 @@ def guard_champion(
     if baseline is None:
         log.warning("%s v%s has no %s tag: only error rate and latency are checked", registry.name, state.champion, BASELINE_TAG)
     n, correct = rolling_accuracy(platform.engine, registry.name, state.champion, settings.rollback_window)
+    if p95_latency_ms is None:
+        p95_latency_ms = serving_p95_latency_ms(platform.engine, registry.name, state.champion)
     check = assess(
         state.champion,
         n=n,
