@@ -130,11 +130,14 @@ def train_cmd(
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: latest)")] = None,
     modalities: Annotated[str, typer.Option(help="Comma-separated: text,image")] = "text",
     reason: Annotated[str, typer.Option(help="Why this training runs (recorded on the model)")] = "manual",
+    vision_profile: Annotated[str | None, typer.Option(help="full (224 px, seed backbones) or tiny (CPU minutes)")] = None,
+    weights: Annotated[list[str] | None, typer.Option("--weights", help="Local weights of a vision member: MEMBER=PATH (repeatable)")] = None,
 ) -> None:
     """Train on a snapshot, evaluate, log to MLflow and register a new model version."""
     from rakuten_ml.training.train import train_and_register
 
-    result = train_and_register(_platform(), snapshot_id=snapshot, modalities=[m.strip() for m in modalities.split(",") if m.strip()], reason=reason)
+    overrides = {"vision_profile": vision_profile, "vision_weights": ",".join(weights) if weights else None}
+    result = train_and_register(_platform(**overrides), snapshot_id=snapshot, modalities=[m.strip() for m in modalities.split(",") if m.strip()], reason=reason)
     _emit(result.summary())
 
 

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     vision_dino_weights: Path | None = Field(default=None, description="Local DINO ViT weights for the ViT member (no downloads).")
     vision_max_epochs: int | None = Field(default=None, ge=1, description="Override the profile's fine-tuning epochs.")
     vision_num_workers: int = Field(default=0, ge=0, description="DataLoader workers for image decoding.")
+    vision_weights: str = Field(
+        default="", description="Local weights per member, 'efficientnet=/w/effnet.pth,cnn-xgb=/w/resnet50.safetensors' (no downloads)."
+    )
     vision_members: str = Field(
         default="", description="Comma-separated subset of efficientnet,vit-mlp,cnn-xgb ('' = all three); e.g. skip fine-tuning on CPU."
     )

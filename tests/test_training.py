@@ -44,7 +44,11 @@ def check_training_round_trip(platform: Platform, snapshot_id: str) -> None:
     assert run.data.params["snapshot_id"] == snapshot_id
     assert run.data.tags["git_commit"]
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
-    assert {"evaluation/report.json", "evaluation/eval_productids.json"} <= artifacts
+    assert {
+        "evaluation/report.json", "evaluation/eval_productids.json", "evaluation/report.md",
+        "evaluation/confusion_matrix.png", "evaluation/reliability.png",
+    } <= artifacts
+    assert run.data.metrics["ece"] >= 0 and run.data.metrics["log_loss"] > 0
     # the registered artifact is a pyfunc with a signature, loadable with the package alone
     model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}/1")
     assert {i.name for i in model.metadata.get_input_schema().inputs} == {"designation", "description", "image"}
@@ -100,3 +104,17 @@ def test_unloadable_model_is_a_clear_error(settings, tmp_path):
 
     with pytest.raises(ModelLoadError, match="cannot load"):
         load_classifier(settings, ResolvedModel("does-not-exist", "7", None))
+
+
+def test_vision_config_from_settings(tmp_path):
+    from rakuten_ml.errors import ConfigurationError
+    from rakuten_ml.training.train import vision_config
+
+    config = vision_config(Settings(home=tmp_path, vision_profile="tiny", vision_members="cnn-xgb,vit-mlp", vision_weights="cnn-xgb=/w/r.pth"))
+    assert set(config.backbones) == {"cnn-xgb", "vit-mlp"} and set(config.weights) == {"cnn-xgb", "vit-mlp"}
+    assert config.weights_paths == {"cnn-xgb": "/w/r.pth"} and config.image_size == 64
+    assert config.checkpoint_dir == str(tmp_path.resolve() / "checkpoints")
+    full = vision_config(Settings(home=tmp_path))
+    assert full.image_size == 224 and set(full.backbones) == {"efficientnet", "vit-mlp", "cnn-xgb"}
+    with pytest.raises(ConfigurationError):
+        vision_config(Settings(home=tmp_path, vision_weights="resnet=/w.pth"))

@@ -55,20 +55,26 @@ class TrainResult:
 def vision_config(settings: Settings) -> Any:
     from rakuten_ml.models.vision.ensemble import VisionEnsembleConfig
 
-    overrides: dict[str, Any] = {"seed": settings.random_seed, "num_workers": settings.vision_num_workers, "progress": False}
+    overrides: dict[str, Any] = {
+        "seed": settings.random_seed, "num_workers": settings.vision_num_workers, "progress": False,
+        "checkpoint_dir": str(settings.home / "checkpoints"),
+    }
     if settings.vision_max_epochs is not None:
         overrides["max_epochs"] = settings.vision_max_epochs
     if settings.vision_profile == "tiny":
         config = VisionEnsembleConfig.tiny(**overrides)
     else:
         config = VisionEnsembleConfig.full(dino_weights=settings.vision_dino_weights, **overrides)
+    weights = dict(item.split("=", 1) for item in settings.vision_weights.split(",") if "=" in item)
+    if weights:
+        config = dataclasses.replace(config, weights_paths={**config.weights_paths, **{m.strip(): p.strip() for m, p in weights.items()}})
     members = [m.strip() for m in settings.vision_members.split(",") if m.strip()]
     if members:
         config = dataclasses.replace(
             config,
             **{name: {m: v for m, v in getattr(config, name).items() if m in members} for name in ("backbones", "weights", "weights_paths", "backbone_kwargs")},
         )
-        config.validate()
+    config.validate()
     return config
 
 
