@@ -60,6 +60,22 @@ def _dsn_part(key: str, default: str) -> str:
     return default
 
 
+def wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, *, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log when it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}: {log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"server not ready at {url} in {timeout_s:.0f} s: {log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's own RAKUTEN_* configuration."""
@@ -144,19 +160,11 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"MLflow server exited: {log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    else:
+    try:
+        wait_until_ready(process, f"{url}/health", log_path, timeout_s=120)
+    except BaseException:
         process.kill()
-        pytest.fail(f"MLflow server did not start in 120 s: {log_path.read_text()[-3000:]}")
+        raise
     yield url
     process.terminate()
     try:

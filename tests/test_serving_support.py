@@ -10,19 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
 from rakuten_ml.settings import Settings
 from rakuten_ml.training.train import train_and_register
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, free_port, wait_until_ready
 from tests.handmade import jpeg_bytes
 from tests.test_training import build_platform
 
@@ -115,18 +113,7 @@ def server_process(command: list[str], port: int, env: dict[str, str], log_path:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=child_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serving not ready in {ready_timeout_s:.0f} s: {log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_ready(process, f"{url}/readyz", log_path, timeout_s=ready_timeout_s)
         yield url
     finally:
         process.terminate()
