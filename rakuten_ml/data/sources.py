@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from rakuten_ml.data.contract import RawRecord, Reason, Rejection
-from rakuten_ml.errors import DatabaseError, ObjectNotFoundError, SourceError
+from rakuten_ml.errors import DatabaseError, SourceError
 from rakuten_ml.storage.database import reflect_table
 from rakuten_ml.storage.object_store import ObjectStore
 
@@ -216,10 +216,3 @@ class PostgresLabelledSource:
         log.info("read %d labelled products from table %s", len(rows), self.table_name)
         return batch
 
-
-def missing_object_is_absent(store: ObjectStore, key: str) -> bytes | None:
-    """Bytes of ``key`` or None when it does not exist (any other store error propagates)."""
-    try:
-        return store.get_bytes(key)
-    except ObjectNotFoundError:
-        return None

@@ -249,9 +249,3 @@ def score_products(
     log.info("scored run %s: %s", run_id, result.summary())
     return result
 
-
-def load_run_predictions(platform: Platform, run_id: str) -> pd.DataFrame:
-    with platform.engine.connect() as conn:
-        rows = conn.execute(sa.select(predictions_table).where(predictions_table.c.run_id == sa.bindparam("r")), {"r": run_id})
-        return pd.DataFrame([dict(r._mapping) for r in rows])
-
