@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger")
 DONE, RUNNING, FAILED = "done", "running", "failed"
 _MODEL_CACHE: dict[str, Any] = {}  # one load per worker process and version, not per partition
+_SNAPSHOT_CACHE: dict[tuple[str, str], pd.DataFrame] = {}  # snapshots are immutable: read once per process
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,14 @@ def _classifier(platform: Platform, model: ResolvedModel) -> Any:
         tune_image_model(getattr(classifier, "image_model", None), num_workers=platform.settings.vision_num_workers)
         _MODEL_CACHE[key] = classifier
     return _MODEL_CACHE[key]
+
+
+def _snapshot_products(platform: Platform, snapshot_id: str) -> pd.DataFrame:
+    key = (platform.store.url, snapshot_id)
+    if key not in _SNAPSHOT_CACHE:
+        _SNAPSHOT_CACHE.clear()  # keep one snapshot in memory: a run scores one
+        _SNAPSHOT_CACHE[key] = load_products(platform.store, snapshot_id)
+    return _SNAPSHOT_CACHE[key]
 
 
 def _predict(classifier: Any, chunk: pd.DataFrame, store: Any) -> pd.DataFrame:
@@ -176,7 +185,7 @@ def score_partition(platform: Platform, *, run_id: str, snapshot_id: str, partit
     attempts = (state["attempts"] if state else 0) + 1
     _record_partition(platform, run_id, partition.partition_id, RUNNING, {}, attempts)
     try:
-        products = load_products(platform.store, snapshot_id)
+        products = _snapshot_products(platform, snapshot_id)
         chunk_all = products[(products["productid"] >= partition.first_productid) & (products["productid"] <= partition.last_productid)]
         variants = assign_variants(chunk_all["productid"].tolist(), models.challenger_share, models.salt)
         scored_at = datetime.now(UTC)
@@ -206,7 +215,7 @@ def score_partition(platform: Platform, *, run_id: str, snapshot_id: str, partit
 def start_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models: RunModels, partition_size: int) -> tuple[str, list[Partition]]:
     """Plan the partitions and record the run (idempotent: a resumed run keeps its start time)."""
     snapshot_id = snapshot_id or latest_snapshot_id(platform.engine)
-    products = load_products(platform.store, snapshot_id)
+    products = _snapshot_products(platform, snapshot_id)
     partitions = plan_partitions(products["productid"].to_numpy(), partition_size)
     upsert(platform.engine, scoring_runs, [{
         "run_id": run_id, "snapshot_id": snapshot_id, "models": models.as_dict(), "n_partitions": len(partitions),
