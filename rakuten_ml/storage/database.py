@@ -6,10 +6,14 @@ by a natural id (snapshot id, run id + product id) so reruns never duplicate row
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
@@ -232,7 +236,12 @@ def upsert(
     update: bool = True,
     chunk_size: int = 5000,
 ) -> int:
-    """Insert ``rows``; on a primary-key conflict overwrite (``update``) or keep the stored row."""
+    """Insert ``rows``; on a primary-key conflict overwrite (``update``) or keep the stored row.
+
+    On PostgreSQL, batches of ``COPY_MIN_ROWS`` or more go through ``COPY`` into a temporary table
+    and one ``INSERT ... SELECT ... ON CONFLICT``: a scoring partition of 20,000 predictions is
+    written in a fraction of a second instead of seconds of bound-parameter statements.
+    """
     if not rows:
         return 0
     keys = [c.name for c in table.primary_key.columns]
@@ -244,16 +253,72 @@ def upsert(
     else:
         raise DatabaseError(f"upsert supports PostgreSQL and SQLite, not {dialect}")
     with engine.begin() as conn:
+        if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS and _copy_upsert(conn, table, rows, keys, update):
+            return len(rows)
+        stmt = insert(table)
+        if update:
+            others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=others)
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
         for start in range(0, len(rows), chunk_size):
-            chunk = list(rows[start : start + chunk_size])
-            stmt = insert(table).values(chunk)
-            if update:
-                others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-                stmt = stmt.on_conflict_do_update(index_elements=keys, set_=others)
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-            conn.execute(stmt)
+            conn.execute(stmt, [dict(row) for row in rows[start : start + chunk_size]])  # compiled once, executemany
     return len(rows)
+
+
+COPY_MIN_ROWS = 500
+
+
+def _copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str], update: bool) -> bool:
+    """``COPY`` into a transaction-scoped staging table, then upsert from it; False when the driver
+    has no ``copy_expert`` (the caller then uses bound-parameter batches)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    if not hasattr(cursor, "copy_expert"):
+        return False
+    quote = conn.dialect.identifier_preparer.quote
+    columns = [c.name for c in table.columns]
+    column_list = ", ".join(quote(c) for c in columns)
+    staging = quote(f"staging_{table.name}")
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {staging} (LIKE {quote(table.name)}) ON COMMIT DROP")
+    json_columns = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write(",".join(_copy_field(row.get(name), name in json_columns) for name in columns))
+        buffer.write("\n")
+    buffer.seek(0)
+    cursor.copy_expert(f"COPY {staging} ({column_list}) FROM STDIN WITH (FORMAT csv)", buffer)
+    conflict = ", ".join(quote(k) for k in keys)
+    others = [c for c in columns if c not in keys]
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in others)
+        if update and others
+        else "DO NOTHING"
+    )
+    conn.exec_driver_sql(
+        f"INSERT INTO {quote(table.name)} ({column_list}) SELECT {column_list} FROM {staging} "
+        f"ON CONFLICT ({conflict}) {action}"
+    )
+    conn.exec_driver_sql(f"DROP TABLE {staging}")  # a second upsert in the same transaction recreates it
+    return True
+
+
+def _copy_field(value: Any, is_json: bool) -> str:
+    """One CSV field for COPY: ``None`` unquoted and empty (NULL); every other value quoted, so an
+    empty string stays an empty string. JSON is serialised, timestamps are ISO 8601, and a float
+    NaN stays NaN, as a bound parameter would."""
+    if is_json:
+        text = json.dumps(value)
+    elif value is None:
+        return ""
+    elif isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, bool | np.bool_):
+        text = "true" if value else "false"
+    elif isinstance(value, float | np.floating):
+        text = repr(float(value))
+    else:
+        text = str(value.item() if isinstance(value, np.generic) else value)
+    return '"' + text.replace('"', '""') + '"'
 
 
 def reflect_table(engine: Engine, name: str) -> sa.Table:
