@@ -20,6 +20,7 @@ import pandas as pd
 from rakuten_ml.errors import ModelLoadError
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
+from rakuten_ml.scoring.device import tune_image_model
 from rakuten_ml.settings import Settings
 from serving.metrics import ServingMetrics
 
@@ -89,6 +90,9 @@ def resolve_variant(settings: Settings, variant: str) -> ResolvedModel | None:
 def load_checked(settings: Settings, resolved: ResolvedModel) -> Any:
     """Load a classifier and predict one product with it: a model that cannot predict is never published."""
     classifier = load_classifier(settings, resolved)
+    # Requests carry a few images: decoding them in DataLoader worker processes would cost more
+    # than it saves, so serving decodes in-process (on the dataset's thread pool).
+    tune_image_model(getattr(classifier, "image_model", None), num_workers=0, cpu_bf16=settings.vision_cpu_bf16)
     try:
         out = classifier.predict(pd.DataFrame({"designation": ["smoke test"], "description": [""]}), None)
         missing = {"prdtypecode", "probability", "decision", "modality"} - set(out.columns)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
+from torchvision.transforms import v2
 
 from rakuten_ml.catalogue.generator import DriftSpec, render_image
 from rakuten_ml.errors import ConfigurationError, ModelLoadError, UnknownLabelError
@@ -23,9 +24,22 @@ from rakuten_ml.models.fusion import MODALITY_IMAGE, MODALITY_NONE, FusedClassif
 from rakuten_ml.models.vision import VisionEnsemble, VisionEnsembleConfig, load_backbone, select_device, soft_vote
 from rakuten_ml.models.vision.dataset import ImageDataset
 from rakuten_ml.models.vision.ensemble import MEMBER_CNN_XGB, MEMBER_EFFICIENTNET, MEMBER_VIT_MLP, MEMBERS
-from rakuten_ml.models.vision.features import FeatureExtractor, cached_features, feature_cache_key
+from rakuten_ml.models.vision.features import (
+    FeatureExtractor,
+    cached_features,
+    cpu_has_native_bf16,
+    feature_cache_key,
+    resolve_cpu_bf16,
+)
 from rakuten_ml.models.vision.heads import MLPHead, XGBoostHead
-from rakuten_ml.models.vision.preprocessing import IMAGENET_MEAN, IMAGENET_STD, build_transform, crop_white_border, decode_image
+from rakuten_ml.models.vision.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_transform,
+    crop_white_border,
+    decode_image,
+    normalize_batch,
+)
 from rakuten_ml.storage.object_store import LocalObjectStore
 
 # Five classes whose rendered photos differ in shape family and palette (pools, cards, gamepads,
@@ -105,9 +119,14 @@ def test_white_border_is_cropped_with_a_small_margin() -> None:
 def test_transform_resizes_and_applies_imagenet_normalisation() -> None:
     white = Image.new("RGB", (120, 90), (255, 255, 255))
     tensor = build_transform(64)(white)
-    assert tensor.shape == (3, 64, 64)
+    assert tensor.shape == (3, 64, 64) and tensor.dtype == torch.uint8
+    batch = normalize_batch(torch.stack([tensor, tensor]))
+    assert batch.dtype == torch.float32 and batch.is_contiguous(memory_format=torch.channels_last)
     expected = (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
-    torch.testing.assert_close(tensor.mean(dim=(1, 2)), expected)
+    torch.testing.assert_close(batch.mean(dim=(0, 2, 3)), expected)
+    reference = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    photo = Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    torch.testing.assert_close(normalize_batch(build_transform(64)(photo)[None])[0], reference(photo), rtol=0, atol=1e-5)
     augmented = build_transform(64, train=True)(white.convert("RGB"))
     assert augmented.shape == (3, 64, 64)
 
@@ -130,6 +149,17 @@ def test_missing_or_corrupt_images_are_unusable_never_an_error() -> None:
 
 
 # ----------------------------------------------------------------- backbones and devices
+
+def test_batched_fetch_decodes_on_threads_with_the_same_result(rendered) -> None:
+    images = [*rendered["test"][0][:6], None, b"not a jpeg"]
+    dataset = ImageDataset(images, image_size=64)
+    one_by_one = [dataset[i] for i in range(len(images))]
+    batched = dataset.__getitems__(list(range(len(images))))
+    assert [usable for _, _, usable in batched] == [True] * 6 + [False, False]
+    for (tensor, label, usable), (expected, label_1, usable_1) in zip(batched, one_by_one, strict=True):
+        assert (label, usable) == (label_1, usable_1)
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=0)
+
 
 def test_backbone_by_name_and_from_a_local_state_dict(tmp_path) -> None:
     x = torch.randn(2, 3, 64, 64)
@@ -186,8 +216,8 @@ def test_feature_cache_is_read_instead_of_recomputed(tmp_path, rendered) -> None
     extractor.extract = counting  # type: ignore[method-assign]
     first, usable = cached_features(extractor, images[:16], store=store, snapshot_id="s1", row_ids=ids[:16])
     assert calls == [16] and first.shape == (16, 192) and usable.all()
-    key = feature_cache_key("s1", "vit_tiny_patch16_224", 64, "random-init-s3")
-    assert key == "features/s1/vit_tiny_patch16_224-64-random-init-s3.npz" and store.exists(key)
+    key = feature_cache_key("s1", "vit_tiny_patch16_224", 64, "random-init-s3-fp32")
+    assert key == "features/s1/vit_tiny_patch16_224-64-random-init-s3-fp32.npz" and store.exists(key)
 
     again, _ = cached_features(extractor, images[:16], store=store, snapshot_id="s1", row_ids=ids[:16])
     assert calls == [16]  # a hit: the backbone did not run
@@ -284,6 +314,31 @@ def test_ensemble_predicts_all_classes_and_masks_unusable_images(ensemble, rende
     assert all(0.0 <= f1 <= 1.0 for f1 in ensemble.member_metrics_.values())
 
 
+def test_cpu_bf16_inference_runs_in_bf16_and_agrees_with_fp32(ensemble, rendered) -> None:
+    images, codes = rendered["test"]
+    fp32, mask = ensemble.predict_proba_images(images)
+    bf16, mask_bf16 = ensemble.with_config(cpu_bf16=True).predict_proba_images(images)
+    assert mask_bf16.tolist() == mask.tolist()
+    assert not np.array_equal(bf16, fp32)  # the backbones really ran in reduced precision
+    np.testing.assert_allclose(bf16.sum(axis=1), 1.0, atol=1e-6)
+    assert (bf16.argmax(axis=1) == fp32.argmax(axis=1)).mean() >= 0.9
+    assert _accuracy(bf16, codes) > 2 * CHANCE
+
+
+def test_cpu_bf16_choice_and_separate_feature_cache(tmp_path, rendered) -> None:
+    assert resolve_cpu_bf16("on") is True and resolve_cpu_bf16("off") is False
+    assert resolve_cpu_bf16("auto") is cpu_has_native_bf16()
+    store = LocalObjectStore(tmp_path)
+    images, ids = rendered["train"][0][:8], list(range(8))
+    backbone = load_backbone("resnet18", seed=1)
+    fp32, _ = cached_features(FeatureExtractor(backbone, 64), images, store=store, snapshot_id="s", row_ids=ids)
+    bf16, _ = cached_features(FeatureExtractor(backbone, 64, cpu_bf16=True), images, store=store, snapshot_id="s", row_ids=ids)
+    assert store.exists("features/s/resnet18-64-random-init-s1-fp32.npz")
+    assert store.exists("features/s/resnet18-64-random-init-s1-bf16.npz")  # never served from the fp32 cache
+    assert not np.array_equal(fp32, bf16)
+    np.testing.assert_allclose(bf16, fp32, rtol=0.1, atol=0.05 * float(np.abs(fp32).max()))
+
+
 def test_ensemble_reads_images_by_object_store_key(ensemble, rendered, store) -> None:
     images = rendered["test"][0][:3]
     keys = [f"images/test/{i}.jpg" for i in range(3)]
@@ -326,8 +381,8 @@ def test_fit_keeps_the_best_fine_tuned_state_and_its_checkpoint(ensemble, checkp
 def test_fit_caches_frozen_features_per_snapshot(ensemble, store) -> None:
     cached = sorted(info.key for info in store.list(f"features/{SNAPSHOT_ID}"))
     assert cached == [
-        f"features/{SNAPSHOT_ID}/resnet18-64-random-init-s42.npz",
-        f"features/{SNAPSHOT_ID}/vit_tiny_patch16_224-64-random-init-s42.npz",
+        f"features/{SNAPSHOT_ID}/resnet18-64-random-init-s42-fp32.npz",
+        f"features/{SNAPSHOT_ID}/vit_tiny_patch16_224-64-random-init-s42-fp32.npz",
     ]
 
 

@@ -96,10 +96,12 @@ def resolve_run_models(platform: Platform, *, version: str | None = None) -> Run
 
 
 def _classifier(platform: Platform, model: ResolvedModel) -> Any:
-    key = f"{platform.settings.mlflow_tracking_uri}|{model.uri}"
+    settings = platform.settings
+    key = f"{settings.mlflow_tracking_uri}|{model.uri}|{settings.vision_num_workers}|{settings.vision_cpu_bf16}"
     if key not in _MODEL_CACHE:
         classifier = load_classifier(platform.settings, model)
-        tune_image_model(getattr(classifier, "image_model", None), num_workers=platform.settings.vision_num_workers)
+        tune_image_model(getattr(classifier, "image_model", None), num_workers=settings.vision_num_workers,
+                         cpu_bf16=settings.vision_cpu_bf16)
         _MODEL_CACHE[key] = classifier
     return _MODEL_CACHE[key]
 

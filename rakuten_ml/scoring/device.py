@@ -36,13 +36,18 @@ def auto_batch_size(device: torch.device, image_size: int) -> int:
     return size
 
 
-def tune_image_model(image_model: Any, *, num_workers: int) -> None:
-    """Set the inference batch size and DataLoader workers of a loaded vision ensemble in place."""
+def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str = "auto") -> None:
+    """Set the inference batch size, DataLoader workers and CPU precision of a loaded vision ensemble
+    in place: what suits the machine that scores, not the one that trained."""
     if image_model is None or not hasattr(image_model, "config"):
         return
+    from rakuten_ml.models.vision.features import resolve_cpu_bf16
+
     config = image_model.config
     batch = auto_batch_size(select_device(), config.image_size)
-    image_model.config = dataclasses.replace(config, inference_batch_size=batch, num_workers=num_workers)
+    image_model.config = dataclasses.replace(
+        config, inference_batch_size=batch, num_workers=num_workers, cpu_bf16=resolve_cpu_bf16(cpu_bf16)
+    )
 
 
 def halve_batch_size(image_model: Any) -> bool:

@@ -8,7 +8,10 @@ one bad row never fails an epoch and callers mask it out.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -27,6 +30,19 @@ NO_LABEL = -1
 # libjpeg's reduced-scale decoding goes down to 1/8; keep twice the input side so the resize still
 # averages several source pixels per output pixel.
 DRAFT_FACTOR = 2
+
+_POOL_LOCK = threading.Lock()
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # per process id: a forked DataLoader worker gets its own
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """This process's threads for image preprocessing: libjpeg decoding and PIL's crops and resizes
+    release the GIL, so a batch is decoded on every core instead of one."""
+    pid = os.getpid()
+    with _POOL_LOCK:
+        if pid not in _POOLS:
+            _POOLS[pid] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="image-decode")
+        return _POOLS[pid]
 
 
 def check_items(items: Sequence[ImageItem], store: ObjectStore | None) -> None:
@@ -55,7 +71,7 @@ def load_image_bytes(item: ImageItem, store: ObjectStore | None) -> bytes | None
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, int, bool]]):
-    """Items -> ``(tensor (3, size, size), label index or -1, usable)``."""
+    """Items -> ``(uint8 tensor (3, size, size), label index or -1, usable)``; see ``normalize_batch``."""
 
     def __init__(
         self,
@@ -78,12 +94,18 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, bool]]):
     def __len__(self) -> int:
         return len(self.items)
 
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int, bool]]:
+        """A whole batch at once (the DataLoader's batched fetch), preprocessed on a thread pool."""
+        if len(indices) < 2:
+            return [self[i] for i in indices]
+        return list(decode_pool().map(self.__getitem__, indices))
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, bool]:
         data = load_image_bytes(self.items[index], self.store)
         tensor = preprocess(data, self.transform, draft_size=DRAFT_FACTOR * self.image_size)
         label = NO_LABEL if self.labels is None else int(self.labels[index])
         if tensor is None:
-            return torch.zeros(3, self.image_size, self.image_size), label, False
+            return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), label, False
         return tensor, label, True
 
 

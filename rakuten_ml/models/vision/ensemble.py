@@ -37,7 +37,7 @@ MEMBER_CNN_XGB = "cnn-xgb"  # frozen ResNet features + XGBoost head
 MEMBERS: tuple[str, ...] = (MEMBER_EFFICIENTNET, MEMBER_VIT_MLP, MEMBER_CNN_XGB)
 ENSEMBLE_METRIC = "ensemble"
 # Settings a fitted ensemble may change (see VisionEnsemble.with_config); the rest shaped its members.
-INFERENCE_SETTINGS: tuple[str, ...] = ("weights", "device", "inference_batch_size", "num_workers")
+INFERENCE_SETTINGS: tuple[str, ...] = ("weights", "device", "inference_batch_size", "num_workers", "cpu_bf16")
 
 # Report 4.5.2: the DINO+MLP member is the most accurate and most confident ("patron du vote"),
 # EfficientNet stabilises, XGBoost corrects; weights fixed by the seed on its validation set.
@@ -115,6 +115,7 @@ class VisionEnsembleConfig:
     device: str = "auto"  # resolved at fit and again at each predict: a CPU-trained model uses a GPU when present
     inference_batch_size: int = 128
     num_workers: int = 0
+    cpu_bf16: bool = False  # bf16 autocast for backbones on CPU (features and inference); CUDA always uses fp16
     n_jobs: int | None = None  # XGBoost threads; None = every core
     seed: int = 42
     progress: bool | None = None
@@ -279,7 +280,8 @@ class VisionEnsemble:
         config = self.config
         backbone = load_backbone(config.backbones[member], config.weights_paths.get(member), seed=config.seed,
                                  **config.backbone_kwargs.get(member, {}))
-        extractor = FeatureExtractor(backbone, config.image_size, config.inference_batch_size, config.num_workers)
+        extractor = FeatureExtractor(backbone, config.image_size, config.inference_batch_size, config.num_workers,
+                                     config.cpu_bf16)
         features, usable = source.features(extractor, [*train_images, *val_images], device)
         n = len(train_images)
         ok_train, ok_val = usable[:n], usable[n:]
@@ -346,7 +348,8 @@ class VisionEnsemble:
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         self._place(device)
         return run_batches(networks, images, image_size=self.config.image_size, device=device,
-                           batch_size=self.config.inference_batch_size, store=store, num_workers=self.config.num_workers)
+                           batch_size=self.config.inference_batch_size, store=store, num_workers=self.config.num_workers,
+                           cpu_bf16=self.config.cpu_bf16)
 
     def _place(self, device: torch.device) -> None:
         """Move the networks to ``device`` (a no-op for those already there; copies made by

@@ -29,7 +29,7 @@ from rakuten_ml.errors import ConfigurationError, TrainingError
 from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.vision.backbones import load_backbone
 from rakuten_ml.models.vision.dataset import ImageDataset, ImageItem, balanced_class_weights, make_loader
-from rakuten_ml.models.vision.features import autocast, run_loader, usable_rows
+from rakuten_ml.models.vision.features import autocast, model_input, run_loader, usable_rows
 from rakuten_ml.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def _train_epoch(
     for x, y, ok in tqdm(loader, desc=bar_label, disable=bar_label is None, leave=False):
         if int(ok.sum()) < MIN_BATCH_ROWS:
             continue
-        x, y = usable_rows(x, ok, device), usable_rows(y, ok, device)
+        x, y = model_input(x, ok, device), usable_rows(y, ok, device)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device):
             logits = model(x)

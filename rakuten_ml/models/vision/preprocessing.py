@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 from torchvision.transforms import v2
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,10 @@ def content_box(
     image: Image.Image, threshold: int = WHITE_THRESHOLD, margin: float = BORDER_MARGIN
 ) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) of the non-white content plus a margin, or ``None`` when all is white."""
-    pixels = np.asarray(image.convert("RGB"))
-    content = pixels.min(axis=2) < threshold
+    red, green, blue = image.convert("RGB").split()
+    # Per-pixel darkest channel in C; numpy's min over a length-3 last axis is ~10x slower.
+    darkest = ImageChops.darker(ImageChops.darker(red, green), blue)
+    content = np.asarray(darkest) < threshold
     height, width = content.shape
     rows = np.flatnonzero(content.sum(axis=1) >= max(1.0, CONTENT_SHARE * width))
     cols = np.flatnonzero(content.sum(axis=0) >= max(1.0, CONTENT_SHARE * height))
@@ -121,8 +123,29 @@ class PadToSquare:
         return ImageOps.pad(image, (self.size, self.size), method=Image.Resampling.BILINEAR, color=WHITE)
 
 
+class ToUint8Tensor:
+    """Transform step: RGB PIL image -> uint8 tensor (3, H, W). Batches stay uint8 until
+    :func:`normalize_batch` runs on the device: a quarter of the bytes to collate and copy to a GPU,
+    and one vectorised normalisation per batch instead of one per image."""
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """uint8 batch (n, 3, H, W) -> float32 ImageNet-normalised, channels-last (faster convolutions
+    and pooling on oneDNN and on CUDA tensor cores)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255.0
+    normalised = (images.float() - mean) / std
+    return normalised.contiguous(memory_format=torch.channels_last)
+
+
 def build_transform(image_size: int, train: bool = False) -> ImageTransform:
-    """PIL image -> normalised float tensor (3, image_size, image_size); ``train`` adds augmentation."""
+    """PIL image -> uint8 tensor (3, image_size, image_size); ``train`` adds augmentation.
+
+    The output is not normalised yet: :func:`normalize_batch` does it per batch on the device.
+    """
     augment: list[Callable[..., object]] = []
     if train:
         augment = [
@@ -135,15 +158,13 @@ def build_transform(image_size: int, train: bool = False) -> ImageTransform:
             CropWhiteBorder(),
             PadToSquare(image_size),
             *augment,
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ToUint8Tensor(),
         ]
     )
 
 
 def preprocess(data: bytes | None, transform: ImageTransform, draft_size: int | None = None) -> torch.Tensor | None:
-    """Encoded bytes -> model input tensor, or ``None`` when the image is unusable."""
+    """Encoded bytes -> uint8 image tensor, or ``None`` when the image is unusable."""
     image = decode_image(data, draft_size)
     if image is None:
         return None
