@@ -33,32 +33,23 @@ def write_section(name: str, markdown: str) -> None:
 @contextlib.contextmanager
 def scratch_database() -> Iterator[str]:
     """A fresh PostgreSQL database for one benchmark (production's database, and the one whose bulk
-    writes are measured), dropped afterwards; SQLite in the benchmark's home when PostgreSQL is not
-    reachable. ``RAKUTEN_BENCH_PG_DSN`` names the admin connection (default: local trust auth)."""
-    import psycopg2
+    writes are measured), dropped afterwards; "" (SQLite in the benchmark's home) when PostgreSQL
+    is not reachable. ``RAKUTEN_BENCH_PG_URL`` names the server (default: local trust auth)."""
+    import sqlalchemy as sa
 
-    dsn = os.environ.get("RAKUTEN_BENCH_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    server = os.environ.get("RAKUTEN_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     name = f"rakuten_bench_{uuid.uuid4().hex[:10]}"
     try:
-        _admin(dsn, f'CREATE DATABASE "{name}"')
-    except psycopg2.OperationalError as exc:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
         log.warning("PostgreSQL not reachable (%s): this benchmark writes to SQLite", exc)
         yield ""
         return
-    parts = dict(part.partition("=")[::2] for part in dsn.split())
     try:
-        yield f"postgresql+psycopg2://{parts.get('user', 'postgres')}@{parts.get('host', '127.0.0.1')}:{parts.get('port', '5432')}/{name}"
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
-        _admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(dsn: str, sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

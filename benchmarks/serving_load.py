@@ -237,7 +237,7 @@ def main() -> None:
     header = ("| scenario | clients | requests | errors | requests/s | products/s | P50 ms | P95 ms | P99 ms | meets seed targets |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     table = "\n".join([
-        f"## Serving load (loopback, uvicorn {args.workers} worker(s), {args.concurrency} closed-loop clients, "
+        f"## Serving load, {'+'.join(modalities)} model (loopback, uvicorn {args.workers} worker(s), {args.concurrency} closed-loop clients, "
         f"{args.seconds:.0f} s per scenario)", "",
         machine_line() + "; load generator and server share the machine.", "",
         "Seed targets: P50 < 500 ms, P95 < 1 s, P99 < 2 s, > 100 products/s. Latency is client-side (HTTP + JSON + "
@@ -250,7 +250,8 @@ def main() -> None:
         *(s.row(str(args.concurrency)) for s in served),
     ])
     print(table)
-    write_section("serving_load", table)
+    # One section per registered model kind, so the text-only and the fused figures sit side by side.
+    write_section("serving_load" if modalities == ("text",) else "serving_load_" + "_".join(modalities), table)
 
 
 if __name__ == "__main__":
