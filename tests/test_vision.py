@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
@@ -396,6 +397,24 @@ def test_joblib_round_trip_gives_identical_probabilities(ensemble, rendered, tmp
     np.testing.assert_array_equal(mask_after, mask_before)
     np.testing.assert_allclose(after, before, atol=1e-6)
     assert restored.member_metrics_ == ensemble.member_metrics_
+
+
+def test_concurrent_first_predictions_on_a_freshly_loaded_ensemble(ensemble, rendered, tmp_path) -> None:
+    """A server's request threads all predict with one just-loaded model: the first calls place the
+    networks (a weight rewrite) and must never do it under another thread's forward pass (this
+    crashed uvicorn workers with a segmentation fault)."""
+    images = rendered["test"][0][:8]
+    expected, _ = ensemble.predict_proba_images(images)
+    path = tmp_path / "fresh.joblib"
+    joblib.dump(ensemble, path)
+    for _attempt in range(3):
+        fresh = joblib.load(path)  # weights contiguous on CPU: not placed yet
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _i: fresh.predict_proba_images(images)[0], range(16)))
+        for proba in results:
+            np.testing.assert_allclose(proba, expected, atol=1e-6)
+    fresh.prepare()  # what serving calls at load; idempotent
+    np.testing.assert_allclose(fresh.predict_proba_images(images)[0], expected, atol=1e-6)
 
 
 def test_fit_rejects_unknown_codes_and_bad_configs(rendered) -> None:

@@ -48,6 +48,8 @@ def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str = "aut
     image_model.config = dataclasses.replace(
         config, inference_batch_size=batch, num_workers=num_workers, cpu_bf16=resolve_cpu_bf16(cpu_bf16)
     )
+    if hasattr(image_model, "prepare"):
+        image_model.prepare()
 
 
 def halve_batch_size(image_model: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,19 @@ FULL_BACKBONES: dict[str, str] = {
 DINO_BACKBONE = "vit_large_patch16_dinov3"
 FULL_IMAGE_SIZE = 224
 TINY_IMAGE_SIZE = 64
+
+
+_PLACEMENT_LOCK = threading.Lock()
+
+
+def _is_placed(network: torch.nn.Module, device: torch.device) -> bool:
+    """Every weight on ``device`` (same type and index) and every 4-D one channels-last."""
+    for param in network.parameters():
+        if param.device.type != device.type or (device.index is not None and param.device.index != device.index):
+            return False
+        if param.dim() == 4 and not param.is_contiguous(memory_format=torch.channels_last):
+            return False
+    return True
 
 
 def soft_vote(
@@ -351,11 +365,23 @@ class VisionEnsemble:
                            batch_size=self.config.inference_batch_size, store=store, num_workers=self.config.num_workers,
                            cpu_bf16=self.config.cpu_bf16)
 
+    def prepare(self, device: torch.device | None = None) -> None:
+        """Place the networks for inference now (servers call it once at load): predictions then only
+        read the weights, so concurrent requests never see a network half-moved."""
+        self._check_fitted()
+        self._place(device or select_device(self.config.device))
+
     def _place(self, device: torch.device) -> None:
-        """Move the networks to ``device`` (a no-op for those already there; copies made by
-        :meth:`with_config` share them, so where they are is never cached)."""
-        for network in [*self.backbones_.values(), *([self.finetuned_] if self.finetuned_ is not None else [])]:
-            network.to(device)
+        """Move the networks to ``device`` in channels-last layout, only those not there yet: moving
+        rewrites weights in place, which must not happen under a concurrent forward pass. Copies made
+        by :meth:`with_config` share the networks, so where they are is checked, never cached."""
+        networks = [*self.backbones_.values(), *([self.finetuned_] if self.finetuned_ is not None else [])]
+        if all(_is_placed(network, device) for network in networks):
+            return
+        with _PLACEMENT_LOCK:  # a thread that finds them placed only reads; the first ones move them in turn
+            for network in networks:
+                if not _is_placed(network, device):
+                    network.to(device, memory_format=torch.channels_last)  # normalize_batch's layout
 
     def _logit_proba(self, logits: np.ndarray, usable: np.ndarray) -> np.ndarray:
         proba = np.full(logits.shape, 1.0 / logits.shape[1])

@@ -89,7 +89,7 @@ def run_loader(
     outputs = {name: np.zeros((n, int(module.output_dim)), dtype=np.float32) for name, module in modules.items()}
     usable = np.zeros(n, dtype=bool)
     for module in modules.values():
-        module.eval().to(memory_format=torch.channels_last)  # matches normalize_batch's layout
+        module.eval()
     start = 0
     with torch.inference_mode():
         for x, _labels, ok in loader:
@@ -137,7 +137,7 @@ class FeatureExtractor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(features float32 (n, num_features), usable mask)``."""
         device = device or torch.device("cpu")
-        self.backbone.to(device)
+        self.backbone.to(device, memory_format=torch.channels_last)  # normalize_batch's layout
         started = time.perf_counter()
         outputs, usable = run_batches(
             {"features": self.backbone}, images, image_size=self.image_size, device=device,
