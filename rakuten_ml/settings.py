@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     # Online serving (serving/): one process re-reads the aliases itself, so a promotion needs no restart.
     serving_poll_interval_s: float = Field(default=30.0, gt=0.0, description="How often serving re-reads the champion/challenger aliases.")
     serving_max_batch_size: int = Field(default=64, ge=1, le=1024, description="Most products one /v1/predict call may carry.")
+    serving_batch_max_products: int = Field(
+        default=64, ge=1, le=1024,
+        description="Most products the inference thread predicts in one call, across concurrent requests (1: no batching).",
+    )
+    serving_batch_wait_ms: float = Field(
+        default=0.0, ge=0.0, le=1000.0,
+        description="How long the inference thread waits for more requests to join a batch (0: take what is queued).",
+    )
     serving_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of `rakuten-ml serve`.")
     serving_cache_enabled: bool = Field(default=False, description="Cache predictions in Redis by (model version, input hash).")
     serving_redis_url: str = "redis://127.0.0.1:6379/0"

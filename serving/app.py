@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rakuten_ml.platform import Platform
 from rakuten_ml.settings import Settings
+from serving.batcher import MicroBatcher
 from serving.cache import PredictionCache
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.model_manager import ModelManager
@@ -125,6 +126,7 @@ def create_app(
     manager: ModelManager | None = None,
     cache: PredictionCache | None = None,
     prediction_logger: PredictionLogger | None = None,
+    batcher: MicroBatcher | None = None,
     load_models: bool = True,
 ) -> FastAPI:
     """A serving app; any piece can be injected (tests). ``load_models=False`` skips the initial
@@ -145,6 +147,12 @@ def create_app(
             flush_interval_s=settings.serving_log_flush_s,
             metrics=metrics,
         ),
+        batcher=batcher
+        or MicroBatcher(
+            max_products=settings.serving_batch_max_products,
+            max_wait_s=settings.serving_batch_wait_ms / 1000.0,
+            metrics=metrics,
+        ),
     )
 
     @asynccontextmanager
@@ -152,12 +160,14 @@ def create_app(
         if not logging.getLogger().handlers:  # plain `uvicorn serving.app:app`: make INFO logs visible
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         state.prediction_logger.start()
+        state.batcher.start()
         if load_models:
             await run_in_threadpool(state.manager.start)  # first load: seconds of I/O, off the event loop
         try:
             yield
         finally:
             state.manager.stop()
+            await run_in_threadpool(state.batcher.close)
             await run_in_threadpool(state.prediction_logger.close)
             state.cache.close()
             if os.environ.get(MULTIPROC_ENV):

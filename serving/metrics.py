@@ -31,6 +31,10 @@ BATCH_SCORING_PRODUCTS = "rakuten_batch_scoring_products_total"
 BATCH_SCORING_RUNS = "rakuten_batch_scoring_runs_total"
 
 
+# Powers of two up to the largest allowed request batch (RAKUTEN_SERVING_MAX_BATCH_SIZE <= 1024).
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
 class ServingMetrics:
     """Every metric the app exports; one instance per app, bound to ``registry``."""
 
@@ -49,6 +53,10 @@ class ServingMetrics:
         self.inference = Histogram(
             "rakuten_model_inference_seconds", "Time of one classifier.predict call (one batch, one variant).",
             ["variant"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.inference_batch = Histogram(
+            "rakuten_inference_batch_products", "Products per micro-batch run by the inference thread.",
+            buckets=BATCH_BUCKETS, registry=r,
         )
         self.predictions = Counter(
             "rakuten_predictions", "Products predicted, by variant, model version, decision and modality.",

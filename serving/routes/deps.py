@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from rakuten_ml.platform import Platform
 from rakuten_ml.settings import Settings
+from serving.batcher import MicroBatcher
 from serving.cache import PredictionCache
 from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager
@@ -25,6 +26,7 @@ class ServingState:
     manager: ModelManager
     cache: PredictionCache
     prediction_logger: PredictionLogger
+    batcher: MicroBatcher
 
 
 def get_state(request: Request) -> ServingState:

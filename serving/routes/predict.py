@@ -23,6 +23,7 @@ from rakuten_ml.data.contract import MAX_IMAGE_BYTES
 from rakuten_ml.errors import ObjectNotFoundError
 from rakuten_ml.labels import CLASS_NAMES
 from rakuten_ml.promotion.routing import assign_variant
+from serving.batcher import BatcherClosedError
 from serving.cache import input_digest
 from serving.model_manager import LoadedModel, ModelSet
 from serving.routes.deps import ServingState, State
@@ -112,7 +113,10 @@ def _predict(
         )
         row_images = [images[i] for i in rows]
         tic = time.perf_counter()
-        result = model.classifier.predict(frame, row_images if any(img is not None for img in row_images) else None)
+        try:
+            result = state.batcher.predict(model.classifier, frame, row_images)
+        except BatcherClosedError:
+            raise ApiError(503, "shutting_down", "this server is shutting down; retry on another", headers={"Retry-After": "1"}) from None
         state.metrics.inference.labels(variant).observe(time.perf_counter() - tic)
         for i, payload in zip(rows, _payloads(result), strict=True):
             payloads[i] = payload

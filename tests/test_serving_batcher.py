@@ -1,0 +1,120 @@
+"""The serving micro-batcher: concurrent requests share one predict call, and get their own rows back."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pytest
+
+from serving.batcher import BatcherClosedError, MicroBatcher
+from serving.metrics import ServingMetrics
+
+
+class RecordingClassifier:
+    """Echoes each product's designation; records every call's size; the first call can be held so
+    that requests pile up behind it, as under load."""
+
+    def __init__(self, hold_first: bool = False) -> None:
+        self.calls: list[int] = []
+        self.with_images: list[bool] = []
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def predict(self, frame: pd.DataFrame, images: list[bytes | None] | None) -> pd.DataFrame:
+        self.entered.set()
+        self.release.wait(10)
+        if (frame["designation"] == "boom").any():
+            raise ValueError("this product breaks the model")
+        self.calls.append(len(frame))
+        self.with_images.append(images is not None)
+        n_images = [0 if images is None or images[i] is None else len(images[i]) for i in range(len(frame))]
+        return pd.DataFrame({"echo": frame["designation"].to_numpy(), "image_bytes": n_images})
+
+
+def _frame(*names: str) -> pd.DataFrame:
+    return pd.DataFrame({"designation": list(names), "description": [""] * len(names)})
+
+
+def test_requests_queued_behind_a_running_batch_are_predicted_together() -> None:
+    model = RecordingClassifier(hold_first=True)
+    metrics = ServingMetrics()
+    batcher = MicroBatcher(max_products=64, metrics=metrics)
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        first = pool.submit(batcher.predict, model, _frame("first"), [None])
+        assert model.entered.wait(5)
+        later = [pool.submit(batcher.predict, model, _frame(f"p{i}a", f"p{i}b"), [b"x" * i, None]) for i in range(8)]
+        while batcher._queue.qsize() < 8:  # all eight are waiting behind the first call
+            threading.Event().wait(0.01)
+        model.release.set()
+        assert first.result(5)["echo"].tolist() == ["first"]
+        for i, future in enumerate(later):
+            result = future.result(5)
+            assert result["echo"].tolist() == [f"p{i}a", f"p{i}b"]  # each request gets its own rows, in order
+            assert result["image_bytes"].tolist() == [i, 0]
+            assert result.index.tolist() == [0, 1]
+    assert model.calls == [1, 16]  # one call for the eight queued requests
+    assert model.with_images == [False, True]
+    batcher.close()
+    assert metrics.registry.get_sample_value("rakuten_inference_batch_products_count") == 2
+
+
+def test_batches_respect_the_size_limit_and_never_mix_models() -> None:
+    champion, challenger = RecordingClassifier(hold_first=True), RecordingClassifier()
+    batcher = MicroBatcher(max_products=4)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        blocker = pool.submit(batcher.predict, champion, _frame("hold"), [None])
+        assert champion.entered.wait(5)
+        jobs = [pool.submit(batcher.predict, champion if i % 2 else challenger, _frame(f"x{i}", f"y{i}"), [None, None])
+                for i in range(6)]
+        while batcher._queue.qsize() < 6:
+            threading.Event().wait(0.01)
+        champion.release.set()
+        blocker.result(5)
+        assert [job.result(5)["echo"].tolist() for job in jobs] == [[f"x{i}", f"y{i}"] for i in range(6)]
+    batcher.close()
+    assert max(champion.calls + challenger.calls) <= 4
+    assert sum(champion.calls) == 1 + 6 and sum(challenger.calls) == 6
+
+
+def test_a_failing_request_does_not_fail_its_batch_neighbours() -> None:
+    model = RecordingClassifier(hold_first=True)
+    batcher = MicroBatcher()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        blocker = pool.submit(batcher.predict, model, _frame("hold"), [None])
+        assert model.entered.wait(5)
+        good = pool.submit(batcher.predict, model, _frame("fine"), [None])
+        bad = pool.submit(batcher.predict, model, _frame("boom"), [None])
+        also_good = pool.submit(batcher.predict, model, _frame("also fine"), [None])
+        while batcher._queue.qsize() < 3:
+            threading.Event().wait(0.01)
+        model.release.set()
+        blocker.result(5)
+        assert good.result(5)["echo"].tolist() == ["fine"]
+        assert also_good.result(5)["echo"].tolist() == ["also fine"]
+        with pytest.raises(ValueError, match="breaks the model"):
+            bad.result(5)
+    batcher.close()
+
+
+def test_close_finishes_accepted_requests_and_refuses_new_ones() -> None:
+    model = RecordingClassifier(hold_first=True)
+    batcher = MicroBatcher()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        running = pool.submit(batcher.predict, model, _frame("running"), [None])
+        assert model.entered.wait(5)
+        queued = pool.submit(batcher.predict, model, _frame("queued"), [None])
+        while batcher._queue.qsize() < 1:
+            threading.Event().wait(0.01)
+        closing = pool.submit(batcher.close)
+        model.release.set()
+        closing.result(10)
+        assert running.result(5)["echo"].tolist() == ["running"]
+        assert queued.result(5)["echo"].tolist() == ["queued"]
+    with pytest.raises(BatcherClosedError):
+        batcher.predict(model, _frame("late"), [None])
+    with pytest.raises(ValueError, match="2 rows but 1 images"):
+        MicroBatcher().predict(model, _frame("a", "b"), [None])
