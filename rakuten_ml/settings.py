@@ -129,8 +129,14 @@ class Settings(BaseSettings):
         description="Most products the inference thread predicts in one call, across concurrent requests (1: no batching).",
     )
     serving_batch_wait_ms: float = Field(
-        default=0.0, ge=0.0, le=1000.0,
-        description="How long the inference thread waits for more requests to join a batch (0: take what is queued).",
+        default=10.0, ge=0.0, le=1000.0,
+        description="How long a batch with images waits for more requests to share its image-model call "
+        "(text-only batches never wait; 0: take what is queued).",
+    )
+    serving_torch_threads: int = Field(
+        default=0, ge=0, le=256,
+        description="torch intra-op threads per serving worker (0: torch's default, every core); "
+        "`rakuten-ml serve` sets cores / workers so that workers do not oversubscribe the cores.",
     )
     serving_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of `rakuten-ml serve`.")
     serving_cache_enabled: bool = Field(default=False, description="Cache predictions in Redis by (model version, input hash).")

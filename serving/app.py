@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # for larger photos while a runaway client still cannot make a worker buffer gigabytes.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _RID_HEADER = REQUEST_ID_HEADER.lower().encode()
+TORCH_THREADS_ENV = "RAKUTEN_SERVING_TORCH_THREADS"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -160,6 +161,10 @@ def create_app(
         if not logging.getLogger().handlers:  # plain `uvicorn serving.app:app`: make INFO logs visible
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         state.prediction_logger.start()
+        if settings.serving_torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.serving_torch_threads)
         state.batcher.start()
         if load_models:
             await run_in_threadpool(state.manager.start)  # first load: seconds of I/O, off the event loop
@@ -204,6 +209,8 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int | None = 
     import uvicorn
 
     workers = workers or Settings().serving_workers
+    if workers > 1 and not os.environ.get(TORCH_THREADS_ENV):
+        os.environ[TORCH_THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // workers))  # workers share the cores
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="rakuten-prometheus-")
         log.info("%d workers: Prometheus multiprocess folder %s", workers, os.environ[MULTIPROC_ENV])

@@ -46,6 +46,10 @@ class _Job:
     def rows(self) -> int:
         return len(self.frame)
 
+    @property
+    def has_images(self) -> bool:
+        return any(image is not None for image in self.images)
+
 
 class MicroBatcher:
     """``predict(classifier, frame, images)`` from any thread; batches are run on one thread."""
@@ -108,9 +112,15 @@ class MicroBatcher:
                         job.future.set_exception(exc)
 
     def _gather(self, first: _Job) -> list[_Job]:
-        """``first`` plus the queued jobs for the same classifier that fit in ``max_products``."""
+        """``first`` plus the queued jobs for the same classifier that fit in ``max_products``.
+
+        A batch with images waits up to ``max_wait_s`` for company: one image-model call costs tens
+        of milliseconds whatever its size, so sharing it is worth a short wait. A text-only call costs
+        a few milliseconds: it takes what is queued and never waits.
+        """
         batch, rows = [first], first.rows
-        deadline = time.monotonic() + self.max_wait_s
+        wait_s = self.max_wait_s if first.has_images else 0.0
+        deadline = time.monotonic() + wait_s
         while rows < self.max_products:
             try:
                 remaining = deadline - time.monotonic()

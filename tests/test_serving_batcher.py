@@ -118,3 +118,18 @@ def test_close_finishes_accepted_requests_and_refuses_new_ones() -> None:
         batcher.predict(model, _frame("late"), [None])
     with pytest.raises(ValueError, match="2 rows but 1 images"):
         MicroBatcher().predict(model, _frame("a", "b"), [None])
+
+
+def test_image_batches_wait_for_company_and_text_batches_never_wait() -> None:
+    model = RecordingClassifier()
+    batcher = MicroBatcher(max_products=2, max_wait_s=30.0)  # a wait no test run could sit through
+    assert batcher.predict(model, _frame("text only"), [None])["echo"].tolist() == ["text only"]  # no wait
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(batcher.predict, model, _frame("photo 1"), [b"jpeg"])
+        while batcher._queue.qsize() or not batcher._thread:  # the inference thread holds it, waiting
+            threading.Event().wait(0.01)
+        second = pool.submit(batcher.predict, model, _frame("photo 2"), [b"jpeg"])
+        assert first.result(10)["echo"].tolist() == ["photo 1"]
+        assert second.result(10)["echo"].tolist() == ["photo 2"]
+    assert model.calls == [1, 2]  # the two photos shared one call; the batch was full, so no 30 s wait
+    batcher.close()

@@ -9,6 +9,7 @@ alone had 91.4 % F1. :class:`VisionEnsemble` implements the fusion ``ImageModel`
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -59,12 +60,18 @@ _PLACEMENT_LOCK = threading.Lock()
 
 
 def _is_placed(network: torch.nn.Module, device: torch.device) -> bool:
-    """Every weight on ``device`` (same type and index) and every 4-D one channels-last."""
-    for param in network.parameters():
-        if param.device.type != device.type or (device.index is not None and param.device.index != device.index):
-            return False
-        if param.dim() == 4 and not param.is_contiguous(memory_format=torch.channels_last):
-            return False
+    """Whether ``.to(device, channels_last)`` already ran: its first weight is on ``device`` and its
+    first 4-D weight is channels-last (``.to`` moves a network whole; checking every weight on
+    every request cost milliseconds)."""
+    params = network.parameters()
+    first = next(params, None)
+    if first is None:
+        return True
+    if first.device.type != device.type or (device.index is not None and first.device.index != device.index):
+        return False
+    for param in itertools.chain([first], params):
+        if param.dim() == 4:
+            return param.is_contiguous(memory_format=torch.channels_last)
     return True
 
 

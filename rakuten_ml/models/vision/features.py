@@ -89,7 +89,8 @@ def run_loader(
     outputs = {name: np.zeros((n, int(module.output_dim)), dtype=np.float32) for name, module in modules.items()}
     usable = np.zeros(n, dtype=bool)
     for module in modules.values():
-        module.eval()
+        if module.training:  # eval() walks every submodule: skip it when already in eval mode
+            module.eval()
     start = 0
     with torch.inference_mode():
         for x, _labels, ok in loader:
