@@ -65,13 +65,16 @@ class MicroBatcher:
         self._closed = False
 
     def start(self) -> None:
+        """Start (or, after ``close``, restart: an app's lifespan may run again) the inference thread."""
         with self._lock:
+            self._closed = False
             self._start_locked()
 
     def _start_locked(self) -> None:
         if self._closed:
             raise BatcherClosedError("the inference thread was stopped; the app is shutting down")
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
+            self._queue = queue.Queue()  # a stopped thread's queue holds at most its stop marker
             self._thread = threading.Thread(target=self._run, name="inference-batcher", daemon=True)
             self._thread.start()
 
@@ -80,7 +83,7 @@ class MicroBatcher:
         with self._lock:
             self._closed = True
             thread = self._thread
-            if thread is not None:
+            if thread is not None and thread.is_alive():
                 self._queue.put(_STOP)  # after every accepted job: jobs are queued under this lock
         if thread is not None:
             thread.join(timeout_s)

@@ -133,3 +133,16 @@ def test_image_batches_wait_for_company_and_text_batches_never_wait() -> None:
         assert second.result(10)["echo"].tolist() == ["photo 2"]
     assert model.calls == [1, 2]  # the two photos shared one call; the batch was full, so no 30 s wait
     batcher.close()
+
+
+def test_a_closed_batcher_restarts_with_the_app_lifespan() -> None:
+    model = RecordingClassifier()
+    batcher = MicroBatcher()
+    batcher.start()
+    batcher.close()
+    batcher.close()  # twice: must not leave a stop marker for the next thread
+    with pytest.raises(BatcherClosedError):
+        batcher.predict(model, _frame("while stopped"), [None])
+    batcher.start()  # the next lifespan startup
+    assert batcher.predict(model, _frame("again"), [None])["echo"].tolist() == ["again"]
+    batcher.close()
