@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -39,18 +39,27 @@ def _frame(*names: str) -> pd.DataFrame:
     return pd.DataFrame({"designation": list(names), "description": [""] * len(names)})
 
 
+def _behind_a_held_call(
+    pool: ThreadPoolExecutor, batcher: MicroBatcher, held: RecordingClassifier, jobs: list[tuple[object, pd.DataFrame, list]]
+) -> tuple[Future, list[Future]]:
+    """Start a call that blocks inside ``held``, queue ``jobs`` behind it (as under load), and return
+    (the blocked call, the queued ones) without releasing it."""
+    blocker = pool.submit(batcher.predict, held, _frame("hold"), [None])
+    assert held.entered.wait(5)
+    queued = [pool.submit(batcher.predict, model, frame, images) for model, frame, images in jobs]
+    while batcher._queue.qsize() < len(jobs):
+        threading.Event().wait(0.01)
+    return blocker, queued
+
+
 def test_requests_queued_behind_a_running_batch_are_predicted_together() -> None:
     model = RecordingClassifier(hold_first=True)
     metrics = ServingMetrics()
     batcher = MicroBatcher(max_products=64, metrics=metrics)
     with ThreadPoolExecutor(max_workers=9) as pool:
-        first = pool.submit(batcher.predict, model, _frame("first"), [None])
-        assert model.entered.wait(5)
-        later = [pool.submit(batcher.predict, model, _frame(f"p{i}a", f"p{i}b"), [b"x" * i, None]) for i in range(8)]
-        while batcher._queue.qsize() < 8:  # all eight are waiting behind the first call
-            threading.Event().wait(0.01)
+        first, later = _behind_a_held_call(pool, batcher, model, [(model, _frame(f"p{i}a", f"p{i}b"), [b"x" * i, None]) for i in range(8)])
         model.release.set()
-        assert first.result(5)["echo"].tolist() == ["first"]
+        assert first.result(5)["echo"].tolist() == ["hold"]
         for i, future in enumerate(later):
             result = future.result(5)
             assert result["echo"].tolist() == [f"p{i}a", f"p{i}b"]  # each request gets its own rows, in order
@@ -66,12 +75,9 @@ def test_batches_respect_the_size_limit_and_never_mix_models() -> None:
     champion, challenger = RecordingClassifier(hold_first=True), RecordingClassifier()
     batcher = MicroBatcher(max_products=4)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        blocker = pool.submit(batcher.predict, champion, _frame("hold"), [None])
-        assert champion.entered.wait(5)
-        jobs = [pool.submit(batcher.predict, champion if i % 2 else challenger, _frame(f"x{i}", f"y{i}"), [None, None])
-                for i in range(6)]
-        while batcher._queue.qsize() < 6:
-            threading.Event().wait(0.01)
+        blocker, jobs = _behind_a_held_call(
+            pool, batcher, champion, [(champion if i % 2 else challenger, _frame(f"x{i}", f"y{i}"), [None, None]) for i in range(6)]
+        )
         champion.release.set()
         blocker.result(5)
         assert [job.result(5)["echo"].tolist() for job in jobs] == [[f"x{i}", f"y{i}"] for i in range(6)]
@@ -84,13 +90,9 @@ def test_a_failing_request_does_not_fail_its_batch_neighbours() -> None:
     model = RecordingClassifier(hold_first=True)
     batcher = MicroBatcher()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        blocker = pool.submit(batcher.predict, model, _frame("hold"), [None])
-        assert model.entered.wait(5)
-        good = pool.submit(batcher.predict, model, _frame("fine"), [None])
-        bad = pool.submit(batcher.predict, model, _frame("boom"), [None])
-        also_good = pool.submit(batcher.predict, model, _frame("also fine"), [None])
-        while batcher._queue.qsize() < 3:
-            threading.Event().wait(0.01)
+        blocker, (good, bad, also_good) = _behind_a_held_call(
+            pool, batcher, model, [(model, _frame(name), [None]) for name in ("fine", "boom", "also fine")]
+        )
         model.release.set()
         blocker.result(5)
         assert good.result(5)["echo"].tolist() == ["fine"]
@@ -104,15 +106,11 @@ def test_close_finishes_accepted_requests_and_refuses_new_ones() -> None:
     model = RecordingClassifier(hold_first=True)
     batcher = MicroBatcher()
     with ThreadPoolExecutor(max_workers=3) as pool:
-        running = pool.submit(batcher.predict, model, _frame("running"), [None])
-        assert model.entered.wait(5)
-        queued = pool.submit(batcher.predict, model, _frame("queued"), [None])
-        while batcher._queue.qsize() < 1:
-            threading.Event().wait(0.01)
+        running, (queued,) = _behind_a_held_call(pool, batcher, model, [(model, _frame("queued"), [None])])
         closing = pool.submit(batcher.close)
         model.release.set()
         closing.result(10)
-        assert running.result(5)["echo"].tolist() == ["running"]
+        assert running.result(5)["echo"].tolist() == ["hold"]
         assert queued.result(5)["echo"].tolist() == ["queued"]
     with pytest.raises(BatcherClosedError):
         batcher.predict(model, _frame("late"), [None])
