@@ -36,6 +36,7 @@ from rakuten_ml.registry.resolve import load_classifier, resolve_model
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
+from serving.app import TORCH_THREADS_ENV, torch_threads_per_worker
 from serving.schemas import check_image
 
 log = logging.getLogger("benchmarks.serving_load")
@@ -175,7 +176,7 @@ def start_server(settings: Settings, workers: int, log_path: Path) -> tuple[subp
         "RAKUTEN_HOME": str(settings.home), "RAKUTEN_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "RAKUTEN_DATABASE_URL": settings.database_url,
     }
-    env["RAKUTEN_SERVING_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))  # as `rakuten-ml serve` does
+    env[TORCH_THREADS_ENV] = str(torch_threads_per_worker(workers))  # as `rakuten-ml serve` does
     if workers > 1:
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rakuten-bench-prom-")
     command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),

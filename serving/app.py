@@ -197,6 +197,11 @@ def create_app(
 app = create_app()
 
 
+def torch_threads_per_worker(workers: int) -> int:
+    """Workers share the cores: each gets its slice, so their torch thread pools do not oversubscribe them."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None, *, access_log: bool = True) -> None:
     """Run ``serving.app:app`` under uvicorn; several workers share one Prometheus view.
 
@@ -210,7 +215,7 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int | None = 
 
     workers = workers or Settings().serving_workers
     if workers > 1 and not os.environ.get(TORCH_THREADS_ENV):
-        os.environ[TORCH_THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // workers))  # workers share the cores
+        os.environ[TORCH_THREADS_ENV] = str(torch_threads_per_worker(workers))
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="rakuten-prometheus-")
         log.info("%d workers: Prometheus multiprocess folder %s", workers, os.environ[MULTIPROC_ENV])

@@ -161,8 +161,8 @@ class MicroBatcher:
     @staticmethod
     def _predict_together(batch: list[_Job]) -> list[pd.DataFrame]:
         frame = pd.concat([job.frame for job in batch], ignore_index=True) if len(batch) > 1 else batch[0].frame
-        images = [image for job in batch for image in job.images]
-        result = batch[0].classifier.predict(frame, images if any(image is not None for image in images) else None)
+        images = [image for job in batch for image in job.images] if any(job.has_images for job in batch) else None
+        result = batch[0].classifier.predict(frame, images)
         if len(result) != len(frame):
             raise RuntimeError(f"the classifier returned {len(result)} rows for {len(frame)} products")
         parts, start = [], 0

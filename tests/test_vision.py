@@ -217,7 +217,7 @@ def test_feature_cache_is_read_instead_of_recomputed(tmp_path, rendered) -> None
     extractor.extract = counting  # type: ignore[method-assign]
     first, usable = cached_features(extractor, images[:16], store=store, snapshot_id="s1", row_ids=ids[:16])
     assert calls == [16] and first.shape == (16, 192) and usable.all()
-    key = feature_cache_key("s1", "vit_tiny_patch16_224", 64, "random-init-s3-fp32")
+    key = feature_cache_key("s1", "vit_tiny_patch16_224", 64, "random-init-s3", "fp32")
     assert key == "features/s1/vit_tiny_patch16_224-64-random-init-s3-fp32.npz" and store.exists(key)
 
     again, _ = cached_features(extractor, images[:16], store=store, snapshot_id="s1", row_ids=ids[:16])

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from rakuten_ml.models.vision.backbones import select_device
+
 log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 64
@@ -16,10 +18,6 @@ MIN_BATCH, MAX_BATCH = 8, 1024
 # ~20 MiB at peak (ResNet-50 dominates); keep half the free memory for the allocator's slack.
 BYTES_PER_IMAGE_224 = 20 * 1024**2
 MEMORY_SHARE = 0.5
-
-
-def select_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def auto_batch_size(device: torch.device, image_size: int) -> int:
@@ -36,7 +34,7 @@ def auto_batch_size(device: torch.device, image_size: int) -> int:
     return size
 
 
-def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str = "auto") -> None:
+def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str) -> None:
     """Set the inference batch size, DataLoader workers and CPU precision of a loaded vision ensemble
     in place: what suits the machine that scores, not the one that trained."""
     if image_model is None or not hasattr(image_model, "config"):

@@ -149,10 +149,10 @@ class FeatureExtractor:
         return outputs["features"], usable
 
 
-def feature_cache_key(snapshot_id: str, backbone_name: str, image_size: int, tag: str) -> str:
+def feature_cache_key(snapshot_id: str, backbone_name: str, image_size: int, weights_tag: str, precision: str) -> str:
     """``features/<snapshot_id>/<backbone>-<size>-<weights_tag>-<precision>.npz`` (hub names' '/' made safe)."""
     safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", backbone_name)
-    return f"{FEATURE_PREFIX}/{snapshot_id}/{safe_name}-{image_size}-{tag}.npz"
+    return f"{FEATURE_PREFIX}/{snapshot_id}/{safe_name}-{image_size}-{weights_tag}-{precision}.npz"
 
 
 def image_row_ids(images: Sequence[ImageItem]) -> list[str]:
@@ -214,7 +214,7 @@ def cached_features(
         raise ValueError(f"{len(images)} images but {len(ids)} row ids")
     backbone = extractor.backbone
     precision = precision_tag(device or torch.device("cpu"), extractor.cpu_bf16)
-    key = feature_cache_key(snapshot_id, backbone.name, extractor.image_size, f"{backbone.weights_tag}-{precision}")
+    key = feature_cache_key(snapshot_id, backbone.name, extractor.image_size, backbone.weights_tag, precision)
     cached = _CachedFeatures.from_bytes(store.get_bytes(key)) if store.exists(key) else None
     if cached is not None and cached.features.shape[1] != backbone.num_features:
         cached = None  # same name, other width (e.g. a kwarg changed): never mix
