@@ -326,6 +326,15 @@ def test_cpu_bf16_inference_runs_in_bf16_and_agrees_with_fp32(ensemble, rendered
     assert _accuracy(bf16, codes) > 2 * CHANCE
 
 
+def test_native_bf16_means_the_cpu_has_bf16_instructions() -> None:
+    """``auto`` must not pick bf16 on a CPU that only emulates it (1.8x slower than fp32 there)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("reads the CPU flags from /proc/cpuinfo (Linux)")
+    flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
+    assert cpu_has_native_bf16() is bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def test_cpu_bf16_choice_and_separate_feature_cache(tmp_path, rendered) -> None:
     assert resolve_cpu_bf16("on") is True and resolve_cpu_bf16("off") is False
     assert resolve_cpu_bf16("auto") is cpu_has_native_bf16()
