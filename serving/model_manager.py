@@ -92,7 +92,9 @@ def load_checked(settings: Settings, resolved: ResolvedModel) -> Any:
     classifier = load_classifier(settings, resolved)
     # Requests carry a few images: decoding them in DataLoader worker processes would cost more
     # than it saves, so serving decodes in-process (on the dataset's thread pool).
-    tune_image_model(getattr(classifier, "image_model", None), num_workers=0, cpu_bf16=settings.vision_cpu_bf16)
+    # No fused CPU graphs: they pay off on batch scoring's batches of 64, not on micro-batches of a few requests.
+    tune_image_model(getattr(classifier, "image_model", None), num_workers=0, cpu_bf16=settings.vision_cpu_bf16,
+                     cpu_graphs="off")
     try:
         out = classifier.predict(pd.DataFrame({"designation": ["smoke test"], "description": [""]}), None)
         missing = {"prdtypecode", "probability", "decision", "modality"} - set(out.columns)

@@ -23,6 +23,7 @@ from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.calibration import sharpen
 from rakuten_ml.models.fusion import MODALITY_IMAGE, MODALITY_NONE, FusedClassifier
 from rakuten_ml.models.vision import VisionEnsemble, VisionEnsembleConfig, load_backbone, select_device, soft_vote
+from rakuten_ml.models.vision import cpu_graphs
 from rakuten_ml.models.vision.dataset import ImageDataset
 from rakuten_ml.models.vision.ensemble import MEMBER_CNN_XGB, MEMBER_EFFICIENTNET, MEMBER_VIT_MLP, MEMBERS
 from rakuten_ml.models.vision.features import (
@@ -424,6 +425,33 @@ def test_concurrent_first_predictions_on_a_freshly_loaded_ensemble(ensemble, ren
             np.testing.assert_allclose(proba, expected, atol=1e-6)
     fresh.prepare()  # what serving calls at load; idempotent
     np.testing.assert_allclose(fresh.predict_proba_images(images)[0], expected, atol=1e-6)
+
+
+def test_fused_cpu_graphs_predict_as_the_networks_and_are_never_pickled(ensemble, rendered, tmp_path, monkeypatch) -> None:
+    """Batch scoring's fused CPU graphs (kept here whatever their speed) change no prediction, are
+    not used in bf16, and stay out of the saved model (they hold this machine's oneDNN layouts)."""
+    monkeypatch.setattr(cpu_graphs, "MIN_SPEEDUP", 0.0)
+    images = rendered["test"][0][:12]
+    path = tmp_path / "graphs.joblib"
+    joblib.dump(ensemble, path)
+    fresh = joblib.load(path)
+    expected, mask = fresh.predict_proba_images(images)
+    fresh.prepare(cpu_graph_batch=8)
+    cpu = torch.device("cpu")
+    assert MEMBER_CNN_XGB in fresh._cpu_graphs  # ResNet traces; which others do is timm's business
+    assert fresh._inference_networks(cpu)[MEMBER_CNN_XGB] is fresh._cpu_graphs[MEMBER_CNN_XGB]
+    got, got_mask = fresh.predict_proba_images(images)
+    np.testing.assert_array_equal(got_mask, mask)
+    # Folded BatchNorm moves features by ~1e-7, which can tip an XGBoost split: probabilities move a little.
+    np.testing.assert_allclose(got, expected, atol=1e-2)
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert fresh.with_config(cpu_bf16=True)._inference_networks(cpu)[MEMBER_CNN_XGB] is fresh.backbones_[MEMBER_CNN_XGB]
+    joblib.dump(fresh, path)
+    restored = joblib.load(path)
+    assert "_cpu_graphs" not in restored.__dict__
+    np.testing.assert_allclose(restored.predict_proba_images(images)[0], expected, atol=1e-6)
+    fresh.prepare()  # without a batch size: the networks as they are
+    assert fresh._inference_networks(cpu)[MEMBER_CNN_XGB] is fresh.backbones_[MEMBER_CNN_XGB]
 
 
 def test_fit_rejects_unknown_codes_and_bad_configs(rendered) -> None:

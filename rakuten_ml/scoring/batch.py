@@ -97,11 +97,12 @@ def resolve_run_models(platform: Platform, *, version: str | None = None) -> Run
 
 def _classifier(platform: Platform, model: ResolvedModel) -> Any:
     settings = platform.settings
-    key = f"{settings.mlflow_tracking_uri}|{model.uri}|{settings.vision_num_workers}|{settings.vision_cpu_bf16}"
+    key = "|".join(str(part) for part in (settings.mlflow_tracking_uri, model.uri, settings.vision_num_workers,
+                                           settings.vision_cpu_bf16, settings.vision_cpu_graphs))
     if key not in _MODEL_CACHE:
         classifier = load_classifier(platform.settings, model)
         tune_image_model(getattr(classifier, "image_model", None), num_workers=settings.vision_num_workers,
-                         cpu_bf16=settings.vision_cpu_bf16)
+                         cpu_bf16=settings.vision_cpu_bf16, cpu_graphs=settings.vision_cpu_graphs)
         _MODEL_CACHE[key] = classifier
     return _MODEL_CACHE[key]
 

@@ -34,9 +34,14 @@ def auto_batch_size(device: torch.device, image_size: int) -> int:
     return size
 
 
-def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str) -> None:
+def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str, cpu_graphs: str) -> None:
     """Set the inference batch size, DataLoader workers and CPU precision of a loaded vision ensemble
-    in place: what suits the machine that scores, not the one that trained."""
+    in place: what suits the machine that scores, not the one that trained.
+
+    ``cpu_graphs="auto"`` also builds fused CPU graphs where they are faster at that batch size
+    (:mod:`rakuten_ml.models.vision.cpu_graphs`): worth it for batch scoring, not for the small
+    micro-batches of online serving, where they mostly lose.
+    """
     if image_model is None or not hasattr(image_model, "config"):
         return
     from rakuten_ml.models.vision.features import resolve_cpu_bf16
@@ -47,7 +52,7 @@ def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str) -> No
         config, inference_batch_size=batch, num_workers=num_workers, cpu_bf16=resolve_cpu_bf16(cpu_bf16)
     )
     if hasattr(image_model, "prepare"):
-        image_model.prepare()
+        image_model.prepare(cpu_graph_batch=batch if cpu_graphs == "auto" else None)
 
 
 def halve_batch_size(image_model: Any) -> bool:

@@ -25,6 +25,7 @@ from rakuten_ml.errors import ConfigurationError, TrainingError
 from rakuten_ml.labels import DEFAULT_MAPPING, LabelMapping
 from rakuten_ml.models.calibration import softmax
 from rakuten_ml.models.vision.backbones import Backbone, check_backbone_name, load_backbone, select_device
+from rakuten_ml.models.vision.cpu_graphs import faster_cpu_graphs
 from rakuten_ml.models.vision.dataset import ImageItem, check_items
 from rakuten_ml.models.vision.features import FeatureExtractor, cached_features, run_batches
 from rakuten_ml.models.vision.finetune import MaskedClassifier, TrainConfig, fine_tune, seed_everything, weighted_f1
@@ -333,10 +334,7 @@ class VisionEnsemble:
         """member name -> ``(proba (n, 27) in mapping order, usable mask)``; unusable rows are uniform."""
         self._check_fitted()
         device = select_device(self.config.device)
-        networks: dict[str, torch.nn.Module] = dict(self.backbones_)
-        if self.finetuned_ is not None:
-            networks[MEMBER_EFFICIENTNET] = self.finetuned_
-        outputs, usable = self._run(networks, images, store, device)
+        outputs, usable = self._run(self._inference_networks(device), images, store, device)
         members = {}
         for member in self.config.members:
             if member == MEMBER_EFFICIENTNET:
@@ -372,17 +370,42 @@ class VisionEnsemble:
                            batch_size=self.config.inference_batch_size, store=store, num_workers=self.config.num_workers,
                            cpu_bf16=self.config.cpu_bf16)
 
-    def prepare(self, device: torch.device | None = None) -> None:
+    def prepare(self, device: torch.device | None = None, *, cpu_graph_batch: int | None = None) -> None:
         """Place the networks for inference now (servers call it once at load): predictions then only
-        read the weights, so concurrent requests never see a network half-moved."""
+        read the weights, so concurrent requests never see a network half-moved.
+
+        With ``cpu_graph_batch``, on the CPU in fp32, each network also gets a fused inference graph
+        (BatchNorm folded, oneDNN layouts), kept where it is faster at that batch size on this machine
+        (:mod:`rakuten_ml.models.vision.cpu_graphs`).
+        """
         self._check_fitted()
-        self._place(device or select_device(self.config.device))
+        device = device or select_device(self.config.device)
+        self._place(device)
+        self._cpu_graphs: dict[str, torch.nn.Module] = {}
+        if cpu_graph_batch and device.type == "cpu" and not self.config.cpu_bf16:
+            self._cpu_graphs = faster_cpu_graphs(self._networks(), image_size=self.config.image_size,
+                                                 batch_size=cpu_graph_batch)
+
+    def _networks(self) -> dict[str, torch.nn.Module]:
+        networks: dict[str, torch.nn.Module] = dict(self.backbones_)
+        if self.finetuned_ is not None:
+            networks[MEMBER_EFFICIENTNET] = self.finetuned_
+        return networks
+
+    def _inference_networks(self, device: torch.device) -> dict[str, torch.nn.Module]:
+        """The networks, with their fused CPU graphs where :meth:`prepare` kept some and they apply
+        (CPU, fp32: a :meth:`with_config` copy may have moved to bf16 or a GPU)."""
+        networks = self._networks()
+        graphs = self.__dict__.get("_cpu_graphs")
+        if graphs and device.type == "cpu" and not self.config.cpu_bf16:
+            networks.update(graphs)
+        return networks
 
     def _place(self, device: torch.device) -> None:
         """Move the networks to ``device`` in channels-last layout, only those not there yet: moving
         rewrites weights in place, which must not happen under a concurrent forward pass. Copies made
         by :meth:`with_config` share the networks, so where they are is checked, never cached."""
-        networks = [*self.backbones_.values(), *([self.finetuned_] if self.finetuned_ is not None else [])]
+        networks = list(self._networks().values())
         if all(_is_placed(network, device) for network in networks):
             return
         with _PLACEMENT_LOCK:  # a thread that finds them placed only reads; the first ones move them in turn
@@ -413,4 +436,6 @@ class VisionEnsemble:
         """Networks go to CPU before pickling: the file then loads on machines without a GPU."""
         if getattr(self, "heads_", None) is not None:
             self._place(torch.device("cpu"))
-        return self.__dict__.copy()
+        state = self.__dict__.copy()
+        state.pop("_cpu_graphs", None)  # oneDNN-layout weights of this machine: prepare() rebuilds them
+        return state
