@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(default=0.80, ge=0.0, le=1.0, description="Seed: auto vs review.")
     image_weight: float = Field(default=0.6, ge=0.0, le=1.0, description="Late fusion weight of the image model.")
 
+    scoring_image_cache: bool = Field(
+        default=True,
+        description="Batch scoring reuses the image model's output for a photo (by SHA-256) that the same model "
+        "version scored in an earlier run, at the same precision: the nightly run then only sends new photos "
+        "through the backbones. Text and fusion are always recomputed.",
+    )
     ab_challenger_share: float = Field(default=0.05, ge=0.0, le=0.5, description="Seed: 5% of traffic to the challenger.")
     ab_salt: str = Field(default="rakuten-ab-v1", description="Change it to reshuffle who sees the challenger.")
 

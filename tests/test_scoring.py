@@ -56,7 +56,7 @@ def test_killed_run_resumes_without_rescoring_finished_partitions(text_platform,
     # resume the whole run: partition 0 is skipped, the rest is scored, nothing is duplicated
     monkeypatch.setattr(batch, "_predict", real_predict)
     calls = []
-    monkeypatch.setattr(batch, "_predict", lambda c, chunk, store: calls.append(len(chunk)) or real_predict(c, chunk, store))
+    monkeypatch.setattr(batch, "_predict", lambda c, chunk, store, cache: calls.append(len(chunk)) or real_predict(c, chunk, store, cache))
     result = score_products(platform, run_id="nightly-1", snapshot_id=snapshot_id, model=models.champion, partition_size=250)
     assert sum(calls) == 900 - parts[0].n_products
     rows = stored_predictions(platform, "nightly-1")

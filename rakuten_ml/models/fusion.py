@@ -114,6 +114,10 @@ class FusedClassifier:
     def predict(self, frame: pd.DataFrame, images: Sequence[ImageItem] | None = None, store: Any = None) -> pd.DataFrame:
         """One row per product: code, confidence, auto/review decision, modality and class probabilities."""
         proba, modality = self.predict_proba(frame, images, store)
+        return self.result_frame(proba, modality, frame.index)
+
+    def result_frame(self, proba: np.ndarray, modality: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        """:meth:`predict`'s output from fused probabilities (batch scoring fuses stored image outputs too)."""
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(proba)), best]
         decision = np.where((confidence >= self.confidence_threshold) & (modality != MODALITY_NONE), DECISION_AUTO, DECISION_REVIEW)
@@ -124,7 +128,7 @@ class FusedClassifier:
                 "decision": decision,
                 "modality": modality.astype(str),
             },
-            index=frame.index,
+            index=index,
         )
-        probabilities = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.mapping.codes], index=frame.index)
+        probabilities = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.mapping.codes], index=index)
         return pd.concat([out, probabilities], axis=1)

@@ -20,17 +20,20 @@ import pandas as pd
 import sqlalchemy as sa
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
+from rakuten_ml.models.fusion import fuse_probabilities
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
 from rakuten_ml.scoring.device import halve_batch_size, tune_image_model
+from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
 from rakuten_ml.scoring.partitions import Partition, plan_partitions
 from rakuten_ml.storage.database import predictions as predictions_table
 from rakuten_ml.storage.database import scoring_partitions, scoring_runs, upsert
 
 log = logging.getLogger(__name__)
 
-COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger")
+# image_reused: products whose image-model output was read from an earlier run (image_cache), not recomputed.
+COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger", "image_reused")
 DONE, RUNNING, FAILED = "done", "running", "failed"
 _MODEL_CACHE: dict[str, Any] = {}  # one load per worker process and version, not per partition
 _SNAPSHOT_CACHE: dict[tuple[str, str], pd.DataFrame] = {}  # snapshots are immutable: read once per process
@@ -115,17 +118,44 @@ def _snapshot_products(platform: Platform, snapshot_id: str) -> pd.DataFrame:
     return _SNAPSHOT_CACHE[key]
 
 
-def _predict(classifier: Any, chunk: pd.DataFrame, store: Any) -> pd.DataFrame:
+def _predict(classifier: Any, chunk: pd.DataFrame, store: Any, cache: ImageScoreCache | None = None) -> pd.DataFrame:
     """Batched prediction; on a CUDA out-of-memory error, halve the image batch and retry."""
     import torch
 
-    images = chunk["image_key"].tolist() if "image" in classifier.modalities else None
     while True:
         try:
+            if cache is not None and "image" in classifier.modalities:
+                return _predict_reusing_images(classifier, chunk, store, cache)
+            images = chunk["image_key"].tolist() if "image" in classifier.modalities else None
             return classifier.predict(chunk[["designation", "description"]], images, store=store)
         except torch.cuda.OutOfMemoryError:
             if not halve_batch_size(classifier.image_model):
                 raise
+
+
+def _predict_reusing_images(classifier: Any, chunk: pd.DataFrame, store: Any, cache: ImageScoreCache) -> pd.DataFrame:
+    """:meth:`FusedClassifier.predict`, with the image model run only on photos it has no stored output for."""
+    frame = chunk[["designation", "description"]]
+    p_text, _, has_text, _ = classifier.modality_probabilities(frame, None, store)
+    n_classes = classifier.mapping.n_classes
+    keys = chunk["image_key"].tolist()
+    digests = chunk["image_sha256"].tolist() if "image_sha256" in chunk else [None] * len(chunk)
+    has_image, p_image = cache.lookup(digests, n_classes)
+    todo = [i for i, key in enumerate(keys) if not has_image[i] and isinstance(key, str)]
+    if todo:
+        p_new, usable = classifier.image_model.predict_proba_images([keys[i] for i in todo], store=store)
+        p_image[todo], has_image[todo] = p_new, usable
+        cache.save([digests[i] for i in todo], p_new, usable)
+    p_image[~has_image] = 1.0 / n_classes  # what the image model gives an unusable photo
+    proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, classifier.image_weight)
+    return classifier.result_frame(proba, modality, frame.index)
+
+
+def _image_cache(platform: Platform, classifier: Any, model: ResolvedModel) -> ImageScoreCache | None:
+    if not platform.settings.scoring_image_cache or "image" not in classifier.modalities:
+        return None
+    tag = output_tag(classifier.image_model)
+    return ImageScoreCache(platform.engine, model.name, model.version, tag) if tag else None
 
 
 def _prediction_rows(run_id: str, chunk: pd.DataFrame, result: pd.DataFrame, model: ResolvedModel, variant: str, at: datetime) -> pd.DataFrame:
@@ -193,20 +223,23 @@ def score_partition(platform: Platform, *, run_id: str, snapshot_id: str, partit
         variants = assign_variants(chunk_all["productid"].tolist(), models.challenger_share, models.salt)
         scored_at = datetime.now(UTC)
         frames = []
+        image_reused = 0
         for variant, model in ((CHAMPION, models.champion), (CHALLENGER, models.challenger)):
             subset = chunk_all[variants == variant]
             if model is None or subset.empty:
                 continue
             classifier = _classifier(platform, model)
+            cache = _image_cache(platform, classifier, model)
             for start in range(0, len(subset), batch_size):
                 chunk = subset.iloc[start : start + batch_size]
-                frames.append(_prediction_rows(run_id, chunk, _predict(classifier, chunk, platform.store), model, variant, scored_at))
+                frames.append(_prediction_rows(run_id, chunk, _predict(classifier, chunk, platform.store, cache), model, variant, scored_at))
+            image_reused += cache.hits if cache else 0
         scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[c.name for c in predictions_table.columns])
         upsert(platform.engine, predictions_table, scored.to_dict("records"))
         buffer = io.BytesIO()
         scored.to_parquet(buffer, index=False)
         platform.store.put_bytes(f"{parquet_prefix(run_id)}/part-{partition.partition_id:05d}.parquet", buffer.getvalue())
-        counts = _counts(scored, n_failed=len(chunk_all) - len(scored))
+        counts = _counts(scored, n_failed=len(chunk_all) - len(scored)) | {"image_reused": image_reused}
     except Exception as exc:
         _record_partition(platform, run_id, partition.partition_id, FAILED, {}, attempts, f"{type(exc).__name__}: {exc}"[:2000])
         raise
@@ -241,6 +274,9 @@ def finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
             {"r": run_id, "s": DONE if complete else FAILED, "c": counts, "f": datetime.now(UTC)},
         )
     models = RunModels.from_dict(run["models"])
+    if complete and models.champion.alias == CHAMPION:  # a run that follows the aliases retires older versions' outputs
+        keep = [models.champion.version, *([models.challenger.version] if models.challenger else [])]
+        prune_image_scores(platform.engine, models.champion.name, keep)
     return ScoreResult(run_id, run["snapshot_id"], models.champion.version, run["n_partitions"], counts, parquet_prefix(run_id))
 
 

@@ -186,6 +186,20 @@ scoring_runs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
 )
 
+image_scores = sa.Table(
+    "image_scores",
+    metadata,
+    # The image model's class probabilities per (model version, precision, image content): the nightly
+    # run re-scores the whole catalogue, but an unchanged photo under an unchanged model gives the
+    # same output, so only new photos go through the backbones (rakuten_ml.scoring.image_cache).
+    sa.Column("model_name", sa.String(250), primary_key=True),
+    sa.Column("model_version", sa.String(50), primary_key=True),
+    sa.Column("precision", sa.String(32), primary_key=True),
+    sa.Column("image_sha256", sa.String(64), primary_key=True),
+    sa.Column("proba", sa.LargeBinary, nullable=False),  # float32, one per class in the label mapping's order
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # --- tables added by feature modules go above this line (one concept each, with a why-comment) ---
 
 
@@ -312,6 +326,8 @@ def _copy_field(value: Any, is_json: bool) -> str:
         return ""
     elif isinstance(value, datetime):
         text = value.isoformat()
+    elif isinstance(value, bytes | bytearray | memoryview):
+        text = "\\x" + bytes(value).hex()  # bytea's hex input format; CSV COPY keeps backslashes as they are
     elif isinstance(value, bool | np.bool_):
         text = "true" if value else "false"
     elif isinstance(value, float | np.floating):
