@@ -21,8 +21,11 @@ DOC = f"""
 3. `score_partition` is mapped over them on queue `{SCORING_QUEUE}` (env `RAKUTEN_SCORING_QUEUE`):
    GPU workers when the deployment has them; each worker loads the model once, streams images through a
    DataLoader, runs AMP on CUDA. A partition already scored in this run is skipped, so clearing a killed
-   run resumes it; predictions are upserted keyed by (run id, product id).
-4. `summarise` adds up scored / fused / text-only / image-only / failed counts for the run summary.
+   run resumes it; predictions are upserted keyed by (run id, product id). A photo this model version
+   already scored at the same precision is not sent through the backbones again: its stored output is
+   read from `image_scores` (`RAKUTEN_SCORING_IMAGE_CACHE=false` turns this off).
+4. `summarise` adds up scored / fused / text-only / image-only / failed / image-reused counts for the
+   run summary; a complete run that follows the aliases drops the stored outputs of retired versions.
 """
 
 
