@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from mlflow import MlflowClient
 
 from rakuten_ml.data.snapshot import load_products
 from rakuten_ml.registry.resolve import resolve_model
@@ -119,3 +120,24 @@ def test_nightly_rerun_sends_only_unseen_photos_through_the_image_model(tmp_path
     third = score_products(platform, run_id="night-3", snapshot_id=snapshot_id, partition_size=100)
     assert sum(sent) == len(products)  # off: every row is handed to the image model again
     assert third.counts["image_reused"] == 0 and third.counts["fused"] == first.counts["fused"]
+
+
+def test_a_complete_run_following_the_aliases_drops_retired_versions_outputs(tmp_path) -> None:  # noqa: ANN001
+    platform, snapshot_id = build_platform(Settings(home=tmp_path), rows=900)
+    train_and_register(platform, snapshot_id=snapshot_id)
+    name = platform.settings.registered_model_name
+    proba = np.full((2, N_CLASSES), 1 / N_CLASSES)
+    for version in ("1", "7"):
+        ImageScoreCache(platform.engine, name, version, "fp32-p1").save([_digest(1), _digest(2)], proba, np.ones(2, bool))
+
+    pinned = score_products(platform, run_id="pinned", snapshot_id=snapshot_id, model=resolve_model(platform.settings, version="1"))
+    assert pinned.n_scored == 900  # a run pinned by hand keeps everything: other runs may still need "7"
+    with platform.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(image_scores)).scalar_one() == 4
+
+    client = MlflowClient(tracking_uri=platform.settings.mlflow_tracking_uri, registry_uri=platform.settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(name, "champion", "1")
+    score_products(platform, run_id="nightly", snapshot_id=snapshot_id)
+    with platform.engine.connect() as conn:
+        left = set(conn.execute(sa.select(image_scores.c.model_version).distinct()).scalars())
+    assert left == {"1"}
