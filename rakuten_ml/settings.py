@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     drift_metrics_textfile: str = Field(
         default="", description="Prometheus textfile the drift DAG writes ('' = $HOME/metrics/rakuten_drift.prom)."
     )
+    scoring_metrics_textfile: str = Field(
+        default="", description="Prometheus textfile each finished scoring run rewrites ('' = $HOME/metrics/rakuten_scoring.prom)."
+    )
 
     api_admin_token: SecretStr | None = None
 

@@ -25,12 +25,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0
 # 0.8 is the seed's auto/review threshold: an edge there makes the review share readable.
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
 
-# Names the batch scoring job will export (pushgateway or textfile); declared here so dashboards
-# and alerts already use the final names. Serving itself never increments them.
-BATCH_SCORING_PRODUCTS = "rakuten_batch_scoring_products_total"
-BATCH_SCORING_RUNS = "rakuten_batch_scoring_runs_total"
-
-
 # Powers of two up to the largest allowed request batch (RAKUTEN_SERVING_MAX_BATCH_SIZE <= 1024).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -98,9 +92,6 @@ class ServingMetrics:
             "rakuten_prediction_log_queue_size", "Predictions waiting to be written.", registry=r, multiprocess_mode="livesum",
         )
         self.feedback = Counter("rakuten_feedback", "True labels received, by source.", ["source"], registry=r)
-        # placeholders, see BATCH_SCORING_* above: exported at 0 so the names exist everywhere
-        self.batch_products = Counter(BATCH_SCORING_PRODUCTS.removesuffix("_total"), "Products scored by batch jobs.", registry=r)
-        self.batch_runs = Counter(BATCH_SCORING_RUNS.removesuffix("_total"), "Batch scoring runs by outcome.", ["outcome"], registry=r)
 
     def set_model(self, variant: str, model_name: str | None, model_version: str | None, loaded_at: float | None) -> None:
         """Point the info gauge of ``variant`` at one version (or none), clearing the previous one."""
@@ -135,7 +126,7 @@ class ServingMetrics:
         return body + self._textfiles(textfile_dir), CONTENT_TYPE_LATEST
 
     def _textfiles(self, folder: Path | None) -> bytes:
-        """Batch jobs' metrics (drift checks) written as node-exporter textfiles, served here so the
+        """Batch jobs' metrics (drift checks, batch scoring) written as node-exporter textfiles, served here so the
         stack needs no node-exporter. A file that does not parse, or reuses a serving metric name,
         is skipped: Prometheus rejects a whole scrape on one bad line."""
         if folder is None or not folder.is_dir():

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rakuten_ml.monitoring.metrics import DriftMetrics
+from rakuten_ml.scoring.metrics import ScoringMetrics
 from serving.metrics import ServingMetrics
 from tests.conftest import REPO_ROOT
 
@@ -22,8 +24,10 @@ RECORDED = re.compile(r"\brakuten:[a-z0-9_:]+\b")
 
 
 def exported_names() -> set[str]:
+    """What /metrics serves: the app's own metrics and the batch jobs' textfiles (scoring, drift)."""
     names: set[str] = set()
-    for family in ServingMetrics().registry.collect():
+    families = [*ServingMetrics().registry.collect(), *ScoringMetrics().registry.collect(), *DriftMetrics().registry.collect()]
+    for family in families:
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}[family.type]
         names |= {family.name + suffix for suffix in suffixes}
     return names
@@ -44,7 +48,7 @@ def test_rules_and_dashboards_only_read_exported_metrics() -> None:
     recorded = {r["record"] for g in rule_groups() for r in g["rules"] if "record" in r}
     exprs = [r["expr"] for g in rule_groups() for r in g["rules"]] + [e for d in DASHBOARDS for e in dashboard_exprs(d)]
     unknown = {name for expr in exprs for name in METRIC.findall(expr)} - exported
-    assert not unknown, f"not exported by serving/metrics.py: {sorted(unknown)}"
+    assert not unknown, f"exported by neither serving/metrics.py nor a batch job textfile: {sorted(unknown)}"
     undefined = {name for expr in exprs for name in RECORDED.findall(expr)} - recorded
     assert not undefined, f"recording rules used but not defined: {sorted(undefined)}"
     assert "rakuten_rollbacks_total" in exported

@@ -26,6 +26,7 @@ from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
 from rakuten_ml.scoring.device import halve_batch_size, tune_image_model
 from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
+from rakuten_ml.scoring.metrics import textfile_path, write_textfile
 from rakuten_ml.scoring.partitions import Partition, plan_partitions
 from rakuten_ml.storage.database import predictions as predictions_table
 from rakuten_ml.storage.database import scoring_partitions, scoring_runs, upsert
@@ -273,11 +274,20 @@ def finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
             .values(status=sa.bindparam("s"), counts=sa.bindparam("c"), finished_at=sa.bindparam("f")),
             {"r": run_id, "s": DONE if complete else FAILED, "c": counts, "f": datetime.now(UTC)},
         )
+    _write_metrics(platform)
     models = RunModels.from_dict(run["models"])
     if complete and models.champion.alias == CHAMPION:  # a run that follows the aliases retires older versions' outputs
         keep = [models.champion.version, *([models.challenger.version] if models.challenger else [])]
         prune_image_scores(platform.engine, models.champion.name, keep)
     return ScoreResult(run_id, run["snapshot_id"], models.champion.version, run["n_partitions"], counts, parquet_prefix(run_id))
+
+
+def _write_metrics(platform: Platform) -> None:
+    """Refresh the Prometheus textfile; a metrics folder that cannot be written never fails the run."""
+    try:
+        write_textfile(platform.engine, textfile_path(platform.settings))
+    except OSError as exc:
+        log.warning("batch scoring metrics not written (%s); dashboards show the previous run", exc)
 
 
 def score_products(

@@ -12,7 +12,8 @@ from serving.schemas import HealthOut, ModelStatusOut, ServedModelOut
 
 router = APIRouter(tags=["health"])
 
-# Where batch jobs drop Prometheus textfiles (the drift DAG writes $RAKUTEN_HOME/metrics/rakuten_drift.prom).
+# Where batch jobs drop Prometheus textfiles: the drift DAG writes $RAKUTEN_HOME/metrics/rakuten_drift.prom,
+# every finished scoring run $RAKUTEN_HOME/metrics/rakuten_scoring.prom.
 METRICS_TEXTFILE_DIR = "metrics"
 
 

@@ -1,0 +1,144 @@
+"""Batch scoring in Prometheus: the textfile each finished run rewrites, served by the serving app,
+and the alert rules on it (promtool unit tests when promtool is installed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from rakuten_ml.registry.resolve import resolve_model
+from rakuten_ml.scoring import batch
+from rakuten_ml.scoring.batch import RunModels, score_partition, score_products, start_run
+from rakuten_ml.scoring.metrics import ScoringMetrics, textfile_path
+from rakuten_ml.settings import Settings
+from rakuten_ml.storage.database import init_db, scoring_runs, upsert
+from rakuten_ml.training.train import train_and_register
+from serving.metrics import ServingMetrics
+from tests.conftest import REPO_ROOT
+from tests.test_training import build_platform
+
+RULES = REPO_ROOT / "monitoring" / "prometheus" / "rules" / "scoring.yml"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def kind(value: str) -> frozenset:
+    return frozenset({"kind": value}.items())
+
+
+NONE = frozenset()
+
+
+def test_no_finished_run_exports_no_last_run_series(tmp_path) -> None:  # noqa: ANN001
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    init_db(engine)
+    started = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+    upsert(engine, scoring_runs, [{"run_id": "r", "snapshot_id": "s", "models": {}, "n_partitions": 1, "status": "running",
+                                   "counts": {}, "started_at": started, "finished_at": None}])
+    metrics = ScoringMetrics()
+    assert metrics.refresh(engine) == 0  # a run in progress is not counted yet
+    values = samples(generate_latest(metrics.registry).decode())
+    assert ("rakuten_batch_scoring_last_run_success", NONE) not in values
+
+
+def test_finished_runs_become_totals_and_latest_run_series(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    platform, snapshot_id = build_platform(Settings(home=tmp_path), rows=900)
+    train_and_register(platform, snapshot_id=snapshot_id)
+    first = score_products(platform, run_id="night-1", snapshot_id=snapshot_id, partition_size=300)
+    path = textfile_path(platform.settings)
+    assert path == tmp_path.resolve() / "metrics" / "rakuten_scoring.prom"
+    values = samples(path.read_text())
+    assert values[("rakuten_batch_scoring_runs_total", frozenset({"outcome": "done"}.items()))] == 1
+    assert values[("rakuten_batch_scoring_products_total", kind("scored"))] == 900 == first.n_scored
+    assert values[("rakuten_batch_scoring_last_run_products", kind("text_only"))] == 900
+    assert values[("rakuten_batch_scoring_last_run_success", NONE)] == 1
+    assert values[("rakuten_batch_scoring_last_run_model_info", frozenset({"model_version": "1"}.items()))] == 1
+    good_at = values[("rakuten_batch_scoring_last_success_timestamp_seconds", NONE)]
+    assert abs(good_at - datetime.now(UTC).timestamp()) < 600
+
+    # the next night dies on its second partition: the run is finished as failed, totals add up
+    models = RunModels(resolve_model(platform.settings))
+    _, parts = start_run(platform, run_id="night-2", snapshot_id=snapshot_id, models=models, partition_size=300)
+    score_partition(platform, run_id="night-2", snapshot_id=snapshot_id, partition=parts[0], models=models)
+    monkeypatch.setattr(batch, "_predict", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("worker killed")))
+    with pytest.raises(RuntimeError):
+        score_partition(platform, run_id="night-2", snapshot_id=snapshot_id, partition=parts[1], models=models)
+    batch.finish_run(platform, run_id="night-2")
+    values = samples(path.read_text())
+    assert values[("rakuten_batch_scoring_runs_total", frozenset({"outcome": "failed"}.items()))] == 1
+    assert values[("rakuten_batch_scoring_products_total", kind("scored"))] == 900 + 300
+    assert values[("rakuten_batch_scoring_last_run_products", kind("scored"))] == 300
+    assert values[("rakuten_batch_scoring_last_run_success", NONE)] == 0
+    assert values[("rakuten_batch_scoring_last_success_timestamp_seconds", NONE)] == good_at  # still night 1
+
+    body, _ = ServingMetrics().render(path.parent)  # what /metrics serves
+    assert samples(body.decode())[("rakuten_batch_scoring_last_run_success", NONE)] == 0
+
+
+def test_unwritable_metrics_folder_never_fails_the_run(tmp_path, caplog) -> None:  # noqa: ANN001
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the metrics folder should be")
+    settings = Settings(home=tmp_path / "home", scoring_metrics_textfile=str(blocker / "rakuten_scoring.prom"))
+    platform, snapshot_id = build_platform(settings, rows=900)
+    train_and_register(platform, snapshot_id=snapshot_id)
+    assert score_products(platform, run_id="r", snapshot_id=snapshot_id).n_scored == 900
+    assert "batch scoring metrics not written" in caplog.text
+
+
+def test_alert_rules_read_only_exported_series() -> None:
+    rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+    assert {r["alert"] for r in rules} == {"RakutenBatchScoringFailed", "RakutenBatchScoringStale", "RakutenBatchScoringUnscoredProducts"}
+    exported = {m.name for m in ScoringMetrics().registry.collect()}
+    for rule in rules:
+        used = {name.removesuffix("_total") for name in re.findall(r"rakuten_[a-z_]+", rule["expr"])}
+        assert used <= exported, rule["expr"]
+        assert rule["labels"]["severity"] in {"warning", "critical"} and rule["annotations"]["summary"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_alert_rules_pass_promtool_and_fire_as_intended(tmp_path) -> None:  # noqa: ANN001
+    check = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+
+    def firing(name: str) -> list[dict]:
+        return [{"exp_labels": {"severity": "warning", "team": "ml-platform"}, "exp_annotations": rules[name]["annotations"]}]
+
+    spec = tmp_path / "scoring_rules_test.yml"
+    spec.write_text(yaml.safe_dump({
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # a good run, then from minute 10 a failed one
+                {"series": "rakuten_batch_scoring_last_run_success", "values": "1x9 0x30"},
+                # the last complete run finished at t=0 and none since
+                {"series": "rakuten_batch_scoring_last_success_timestamp_seconds", "values": "0x2000"},
+                {"series": 'rakuten_batch_scoring_last_run_products{kind="scored"}', "values": "1000x40"},
+                {"series": 'rakuten_batch_scoring_last_run_products{kind="failed"}', "values": "5x9 300x30"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "8m", "alertname": "RakutenBatchScoringFailed", "exp_alerts": []},
+                {"eval_time": "20m", "alertname": "RakutenBatchScoringFailed", "exp_alerts": firing("RakutenBatchScoringFailed")},
+                {"eval_time": "8m", "alertname": "RakutenBatchScoringUnscoredProducts", "exp_alerts": []},
+                {"eval_time": "20m", "alertname": "RakutenBatchScoringUnscoredProducts",
+                 "exp_alerts": firing("RakutenBatchScoringUnscoredProducts")},
+                {"eval_time": "20h", "alertname": "RakutenBatchScoringStale", "exp_alerts": []},
+                # 30 h after the last complete run, plus the 15 minutes the rule waits
+                {"eval_time": f"{30 * 60 + 30}m", "alertname": "RakutenBatchScoringStale", "exp_alerts": firing("RakutenBatchScoringStale")},
+            ],
+        }],
+    }))
+    result = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
