@@ -51,7 +51,7 @@ def test_stored_outputs_round_trip_exactly_per_version_and_precision(kind, pg_ur
     found, got = cache.lookup(asked, N_CLASSES)
     assert found.tolist() == [False] * 10 + [True] * (n - 10) + [False, False]
     np.testing.assert_array_equal(got[10:n], proba[10:].astype(np.float64))  # float32 stored exactly
-    assert not got[~found].any() and cache.hits == n - 10
+    assert not got[~found].any()
 
     for other in (ImageScoreCache(engine, "clf", "4", "fp32-p1"), ImageScoreCache(engine, "clf", "3", "fp16-p1"),
                   ImageScoreCache(engine, "clf", "3", "fp32-p2")):

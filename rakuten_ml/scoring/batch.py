@@ -142,6 +142,7 @@ def _predict_reusing_images(classifier: Any, chunk: pd.DataFrame, store: Any, ca
     keys = chunk["image_key"].tolist()
     digests = chunk["image_sha256"].tolist() if "image_sha256" in chunk else [None] * len(chunk)
     has_image, p_image = cache.lookup(digests, n_classes)
+    reused = int(has_image.sum())
     todo = [i for i, key in enumerate(keys) if not has_image[i] and isinstance(key, str)]
     if todo:
         p_new, usable = classifier.image_model.predict_proba_images([keys[i] for i in todo], store=store)
@@ -149,6 +150,7 @@ def _predict_reusing_images(classifier: Any, chunk: pd.DataFrame, store: Any, ca
         cache.save([digests[i] for i in todo], p_new, usable)
     p_image[~has_image] = 1.0 / n_classes  # what the image model gives an unusable photo
     proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, classifier.image_weight)
+    cache.hits += reused  # after the image model succeeded: a CUDA out-of-memory retry does not count twice
     return classifier.result_frame(proba, modality, frame.index)
 
 

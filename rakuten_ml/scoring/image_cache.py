@@ -47,7 +47,7 @@ class ImageScoreCache:
     model_name: str
     model_version: str
     tag: str
-    hits: int = 0
+    hits: int = 0  # products scored with a stored output, counted by the caller once its prediction succeeded
 
     def _where(self) -> sa.ColumnElement[bool]:
         return sa.and_(
@@ -78,7 +78,6 @@ class ImageScoreCache:
             if blob is not None and len(blob) == 4 * n_classes:
                 found[i] = True
                 proba[i] = np.frombuffer(blob, dtype="<f4")
-        self.hits += int(found.sum())
         return found, proba
 
     def save(self, digests: Sequence[str | None], proba: np.ndarray, usable: np.ndarray) -> int:
