@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
 
@@ -25,7 +26,9 @@ DOC = f"""
    already scored at the same precision is not sent through the backbones again: its stored output is
    read from `image_scores` (`RAKUTEN_SCORING_IMAGE_CACHE=false` turns this off).
 4. `summarise` adds up scored / fused / text-only / image-only / failed / image-reused counts for the
-   run summary; a complete run that follows the aliases drops the stored outputs of retired versions.
+   run summary and rewrites the Prometheus textfile; a complete run that follows the aliases drops the
+   stored outputs of retired versions. It runs even when a partition failed after its retries: the run
+   is then recorded as failed (alert `RakutenBatchScoringFailed`) and this task fails the DAG run.
 """
 
 
@@ -77,12 +80,20 @@ def score_catalogue() -> None:
             partition=Partition(**partition), models=RunModels.from_dict(models),
         )
 
-    @task
+    # all_done: a partition that failed after its retries still gets the run recorded as failed and
+    # its metrics exported (the alert needs them); then this task fails, so the DAG run is failed too.
+    @task(trigger_rule=TriggerRule.ALL_DONE)
     def summarise(_counts: list, run_id: str | None = None) -> dict:
         from rakuten_ml.platform import Platform
         from rakuten_ml.scoring.batch import finish_run
 
-        return finish_run(Platform.from_env(), run_id=run_id or "manual").summary()
+        result = finish_run(Platform.from_env(), run_id=run_id or "manual")
+        if result.status != "done":
+            raise AirflowFailException(
+                f"run {result.run_id}: {result.n_partitions - result.n_partitions_done} of {result.n_partitions} partitions "
+                "are not scored; clear the failed score_partition tasks to resume (finished partitions are kept)"
+            )
+        return result.summary()
 
     models = resolve_models()
     partitions = plan(models)

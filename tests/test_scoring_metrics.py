@@ -142,3 +142,27 @@ def test_alert_rules_pass_promtool_and_fire_as_intended(tmp_path) -> None:  # no
     }))
     result = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dag_records_a_failed_run_then_fails(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """summarise runs after a partition failed for good (all_done): the run is recorded as failed and
+    its metrics exported, then the task, and so the DAG run, fails with what to do."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowFailException
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "score_catalogue.py")).dags["score_catalogue"]
+    summarise = dag.get_task("summarise")
+    assert summarise.trigger_rule == "all_done"
+
+    settings = Settings(home=tmp_path)
+    platform, snapshot_id = build_platform(settings, rows=900)
+    train_and_register(platform, snapshot_id=snapshot_id)
+    models = RunModels(resolve_model(settings))
+    _, parts = start_run(platform, run_id="scheduled__night", snapshot_id=snapshot_id, models=models, partition_size=300)
+    score_partition(platform, run_id="scheduled__night", snapshot_id=snapshot_id, partition=parts[0], models=models)
+    monkeypatch.setenv("RAKUTEN_HOME", str(tmp_path))
+    with pytest.raises(AirflowFailException, match="2 of 3 partitions are not scored; clear the failed score_partition"):
+        summarise.python_callable(_counts=[], run_id="scheduled__night")
+    with platform.engine.connect() as conn:
+        assert conn.execute(sa.select(scoring_runs.c.status)).scalar_one() == "failed"
+    assert samples(textfile_path(settings).read_text())[("rakuten_batch_scoring_last_run_success", NONE)] == 0

@@ -71,6 +71,8 @@ class ScoreResult:
     n_partitions: int
     counts: dict[str, int] = field(default_factory=dict)
     parquet_prefix: str = ""
+    status: str = DONE  # FAILED while a partition is not scored
+    n_partitions_done: int = 0
 
     @property
     def n_scored(self) -> int:
@@ -269,7 +271,8 @@ def finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
         run = conn.execute(sa.select(scoring_runs).where(scoring_runs.c.run_id == sa.bindparam("r")), {"r": run_id}).one()._mapping
         parts = [dict(r._mapping) for r in conn.execute(sa.select(scoring_partitions).where(scoring_partitions.c.run_id == sa.bindparam("r")), {"r": run_id})]
     counts = {key: sum(int(p["counts"].get(key, 0)) for p in parts) for key in COUNT_KEYS}
-    complete = len([p for p in parts if p["status"] == DONE]) == run["n_partitions"]
+    n_done = len([p for p in parts if p["status"] == DONE])
+    complete = n_done == run["n_partitions"]
     with platform.engine.begin() as conn:
         conn.execute(
             sa.update(scoring_runs).where(scoring_runs.c.run_id == sa.bindparam("r"))
@@ -281,7 +284,8 @@ def finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
     if complete and models.champion.alias == CHAMPION:  # a run that follows the aliases retires older versions' outputs
         keep = [models.champion.version, *([models.challenger.version] if models.challenger else [])]
         prune_image_scores(platform.engine, models.champion.name, keep)
-    return ScoreResult(run_id, run["snapshot_id"], models.champion.version, run["n_partitions"], counts, parquet_prefix(run_id))
+    return ScoreResult(run_id, run["snapshot_id"], models.champion.version, run["n_partitions"], counts, parquet_prefix(run_id),
+                       DONE if complete else FAILED, n_done)
 
 
 def _write_metrics(platform: Platform) -> None:
