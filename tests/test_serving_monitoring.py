@@ -18,7 +18,7 @@ from serving.metrics import ServingMetrics
 from tests.conftest import REPO_ROOT
 
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "rules" / "serving.yml"
-DASHBOARDS = [REPO_ROOT / "monitoring" / "grafana" / "dashboards" / name for name in ("serving.json", "model_quality.json")]
+DASHBOARDS = [REPO_ROOT / "monitoring" / "grafana" / "dashboards" / name for name in ("serving.json", "model_quality.json", "drift.json")]
 METRIC = re.compile(r"\brakuten_[a-z0-9_]+\b")
 RECORDED = re.compile(r"\brakuten:[a-z0-9_:]+\b")
 
@@ -132,3 +132,15 @@ def test_rules_pass_promtool_and_fire_as_intended(tmp_path: Path) -> None:
     spec.write_text(PROMTOOL_TESTS.format(rules=json.dumps(str(RULES))))
     result = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_provisioned_dashboard_is_checked_and_each_concern_has_one() -> None:
+    folder = REPO_ROOT / "monitoring" / "grafana" / "dashboards"
+    assert {p.name for p in folder.glob("*.json")} == {d.name for d in DASHBOARDS}
+    tags = {tag for d in DASHBOARDS for tag in json.loads(d.read_text())["tags"]}
+    assert {"serving", "drift", "model-quality"} <= tags
+    drift = json.loads((folder / "drift.json").read_text())
+    exprs = " ".join(dashboard_exprs(folder / "drift.json"))
+    for metric in ("data_drift", "ks", "prediction_drift", "confidence_drift", "concept_drift"):
+        assert f'metric="{metric}"' in exprs, metric  # one panel per drift rule of seed 7.5.1
+    assert any(p["type"] == "text" and "data_drift.html" in p["options"]["content"] for p in drift["panels"])
