@@ -26,7 +26,7 @@ from serving.cache import PredictionCache
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.model_manager import ModelManager
 from serving.prediction_logger import PredictionLogger
-from serving.routes import admin, feedback, health, predict
+from serving.routes import admin, feedback, health, predict, reports
 from serving.routes.deps import ServingState
 from serving.routes.errors import REQUEST_ID_HEADER, error_response, install_error_handlers
 
@@ -188,7 +188,7 @@ def create_app(
     )
     app.state.serving = state
     install_error_handlers(app)
-    for module in (predict, feedback, admin, health):
+    for module in (predict, feedback, admin, reports, health):
         app.include_router(module.router)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

@@ -246,6 +246,16 @@ class TrafficResponse(BaseModel):
     )
 
 
+class DriftReportOut(BaseModel):
+    check_date: str = Field(description="Day of the drift check, ISO 8601.")
+    size_bytes: int
+    url: str = Field(description="Where this API serves the HTML report.")
+
+
+class DriftReportList(BaseModel):
+    reports: list[DriftReportOut]
+
+
 class ErrorOut(BaseModel):
     error: str = Field(description="Stable machine-readable code, e.g. validation_error.")
     message: str

@@ -152,6 +152,40 @@ def test_admin_routes_need_the_bearer_token(client: TestClient) -> None:
     assert_error(client.post("/v1/admin/traffic", json={"challenger_share": 0.9}, headers=AUTH), 422, "validation_error")
 
 
+def test_drift_reports_are_listed_and_served_behind_the_token(client: TestClient, serving_settings: Settings) -> None:
+    assert client.get("/v1/reports/drift", headers=AUTH).json() == {"reports": []}
+    store = Platform(serving_settings).store
+    for day in ("2026-11-24", "2026-11-25"):
+        store.put_bytes(f"monitoring/reports/{day}/data_drift.html", f"<html><body>drift on {day}</body></html>".encode())
+    store.put_bytes("monitoring/reports/notes.txt", b"not a report")
+    listed = client.get("/v1/reports/drift", headers=AUTH).json()["reports"]
+    assert [r["check_date"] for r in listed] == ["2026-11-25", "2026-11-24"]  # newest first
+    page = client.get(listed[0]["url"], headers=AUTH)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "drift on 2026-11-25" in page.text
+    assert_error(client.get("/v1/reports/drift/2026-01-01", headers=AUTH), 404, "not_found", contains="GET /v1/reports/drift")
+    assert_error(client.get("/v1/reports/drift/yesterday", headers=AUTH), 422, "validation_error")
+    assert_error(client.get("/v1/reports/drift"), 401, "unauthorized")
+    assert_error(client.get("/v1/reports/drift/2026-11-25", headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
+
+
+def test_an_unreachable_report_store_is_a_503_not_a_crash(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rakuten_ml.errors import ObjectStoreError
+
+    class DeadStore:
+        url = "s3://down/reports"
+
+        def list(self, prefix: str = ""):  # noqa: ANN202
+            raise ObjectStoreError("endpoint unreachable")
+
+        def get_bytes(self, key: str) -> bytes:
+            raise ObjectStoreError("endpoint unreachable")
+
+    monkeypatch.setattr(client.app.state.serving.platform, "store", DeadStore())
+    assert_error(client.get("/v1/reports/drift", headers=AUTH), 503, "store_unavailable", contains="retry later")
+    assert_error(client.get("/v1/reports/drift/2026-11-25", headers=AUTH), 503, "store_unavailable")
+
+
 def test_admin_routes_are_off_without_a_configured_token(serving_settings: Settings) -> None:
     settings = serving_settings.model_copy(update={"api_admin_token": None})
     with TestClient(create_app(settings)) as client:
@@ -262,5 +296,5 @@ def test_an_unexpected_error_is_logged_and_answered_without_the_trace(client: Te
 def test_openapi_documents_every_route(shared_client: TestClient) -> None:
     paths = shared_client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/v1/predict", "/v1/feedback", "/v1/admin/reload", "/v1/admin/traffic", "/healthz", "/readyz",
-                          "/v1/model", "/metrics"}
+                          "/v1/model", "/metrics", "/v1/reports/drift", "/v1/reports/drift/{check_date}"}
     assert os.environ.get("RAKUTEN_API_ADMIN_TOKEN") is None  # conftest isolates the environment
