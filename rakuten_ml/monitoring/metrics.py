@@ -13,10 +13,10 @@ from datetime import UTC
 from pathlib import Path
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy.engine import Engine
 
-from rakuten_ml.monitoring import DRIFTED_STATUSES, RULE_METRICS, STATUS_ALERT
+from rakuten_ml.monitoring import DRIFTED_STATUSES, RULE_METRICS, STATUS_ALERT, textfiles
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import drift_checks
 
@@ -70,14 +70,13 @@ class DriftMetrics:
 
 
 def textfile_path(settings: Settings) -> Path:
-    return Path(settings.drift_metrics_textfile) if settings.drift_metrics_textfile else settings.home / "metrics" / TEXTFILE_NAME
+    return textfiles.textfile_path(settings, settings.drift_metrics_textfile, TEXTFILE_NAME)
 
 
 def write_textfile(engine: Engine, path: Path) -> Path:
     """Write the drift gauges in Prometheus text format for node-exporter's textfile collector (atomic)."""
     metrics = DriftMetrics()
     metrics.refresh(engine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), metrics.registry)
+    textfiles.write_registry(metrics.registry, path)
     log.info("drift metrics written to %s", path)
     return path

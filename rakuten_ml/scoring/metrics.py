@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.engine import Engine
 
+from rakuten_ml.monitoring import textfiles
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import scoring_runs
 
@@ -85,14 +86,13 @@ class ScoringMetrics:
 
 
 def textfile_path(settings: Settings) -> Path:
-    return Path(settings.scoring_metrics_textfile) if settings.scoring_metrics_textfile else settings.home / "metrics" / TEXTFILE_NAME
+    return textfiles.textfile_path(settings, settings.scoring_metrics_textfile, TEXTFILE_NAME)
 
 
 def write_textfile(engine: Engine, path: Path) -> Path:
     """Write the scoring series in Prometheus text format (atomic: a scrape never sees half a file)."""
     metrics = ScoringMetrics()
     metrics.refresh(engine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), metrics.registry)
+    textfiles.write_registry(metrics.registry, path)
     log.info("batch scoring metrics written to %s", path)
     return path

@@ -6,15 +6,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
 
+from rakuten_ml.monitoring.textfiles import METRICS_DIR
 from serving.model_manager import LoadedModel, ModelManager
 from serving.routes.deps import State
 from serving.schemas import HealthOut, ModelStatusOut, ServedModelOut
 
 router = APIRouter(tags=["health"])
 
-# Where batch jobs drop Prometheus textfiles: the drift DAG writes $RAKUTEN_HOME/metrics/rakuten_drift.prom,
-# every finished scoring run $RAKUTEN_HOME/metrics/rakuten_scoring.prom.
-METRICS_TEXTFILE_DIR = "metrics"
 
 
 def _served(model: LoadedModel | None) -> ServedModelOut | None:
@@ -72,5 +70,6 @@ def served_models(state: State) -> ModelStatusOut:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})
 def metrics(state: State) -> Response:
-    body, content_type = state.metrics.render(state.settings.home / METRICS_TEXTFILE_DIR)
+    # The batch jobs' textfiles: the drift DAG's rakuten_drift.prom, each scoring run's rakuten_scoring.prom.
+    body, content_type = state.metrics.render(state.settings.home / METRICS_DIR)
     return Response(body, media_type=content_type)
