@@ -87,12 +87,10 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
         variants.append(("bf16 autocast", {"vision_cpu_bf16": "on"}))
     if not on_cpu:
         variants = [("CUDA, fp16 autocast", {})]
-    best = 0.0
     for label, update in variants:
         variant = Platform(platform.settings.model_copy(update={**update, "scoring_image_cache": False}))
         batched_rate(variant, mm_snapshot, fused, f"bench-fused-warm-{label}")  # model load, first-batch setup
         rate = _median_rate(variant, mm_snapshot, fused, f"bench-fused-{label}")
-        best = max(best, rate)
         rows.append(f"| batched scoring engine, {label}, every photo through the backbones (median of 3) | {rate:,.1f} | {rate / naive:.1f}x |")
         codes[label] = _run_codes(variant, f"bench-fused-{label}-0")
     nightly = Platform(platform.settings.model_copy(update={"scoring_image_cache": True}))

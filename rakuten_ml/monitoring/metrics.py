@@ -8,7 +8,6 @@ and the drift DAG writes the same registry as a node-exporter textfile. The aler
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from sqlalchemy.engine import Engine
 from rakuten_ml.monitoring import DRIFTED_STATUSES, RULE_METRICS, STATUS_ALERT, textfiles
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import drift_checks
-
-log = logging.getLogger(__name__)
 
 TEXTFILE_NAME = "rakuten_drift.prom"
 
@@ -75,8 +72,4 @@ def textfile_path(settings: Settings) -> Path:
 
 def write_textfile(engine: Engine, path: Path) -> Path:
     """Write the drift gauges in Prometheus text format for node-exporter's textfile collector (atomic)."""
-    metrics = DriftMetrics()
-    metrics.refresh(engine)
-    textfiles.write_registry(metrics.registry, path)
-    log.info("drift metrics written to %s", path)
-    return path
+    return textfiles.write_refreshed(DriftMetrics(), engine, path)

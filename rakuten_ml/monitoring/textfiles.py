@@ -4,13 +4,26 @@ node-exporter's textfile collector reads the same format."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, write_to_textfile
+from sqlalchemy.engine import Engine
 
 from rakuten_ml.settings import Settings
 
+log = logging.getLogger(__name__)
+
 METRICS_DIR = "metrics"
+
+
+class DatabaseMetrics(Protocol):
+    """A registry of series filled from the database (DriftMetrics, ScoringMetrics)."""
+
+    registry: CollectorRegistry
+
+    def refresh(self, engine: Engine) -> int: ...
 
 
 def textfile_path(settings: Settings, configured: str, name: str) -> Path:
@@ -18,8 +31,11 @@ def textfile_path(settings: Settings, configured: str, name: str) -> Path:
     return Path(configured) if configured else settings.home / METRICS_DIR / name
 
 
-def write_registry(registry: CollectorRegistry, path: Path) -> Path:
-    """Write ``registry`` atomically (a scrape never sees half a file), creating the folder."""
+def write_refreshed(metrics: DatabaseMetrics, engine: Engine, path: Path) -> Path:
+    """Fill ``metrics`` from the database and write them atomically (a scrape never sees half a
+    file), creating the folder."""
+    metrics.refresh(engine)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    write_to_textfile(str(path), metrics.registry)
+    log.info("%s written to %s", type(metrics).__name__, path)
     return path

@@ -127,7 +127,7 @@ def _predict(classifier: Any, chunk: pd.DataFrame, store: Any, cache: ImageScore
 
     while True:
         try:
-            if cache is not None and "image" in classifier.modalities:
+            if cache is not None:  # only for a model with an image modality (_image_cache)
                 return _predict_reusing_images(classifier, chunk, store, cache)
             images = chunk["image_key"].tolist() if "image" in classifier.modalities else None
             return classifier.predict(chunk[["designation", "description"]], images, store=store)

@@ -49,16 +49,6 @@ class ImageScoreCache:
     tag: str
     hits: int = 0  # products scored with a stored output, counted by the caller once its prediction succeeded
 
-    def _where(self) -> sa.ColumnElement[bool]:
-        return sa.and_(
-            image_scores.c.model_name == sa.bindparam("name"),
-            image_scores.c.model_version == sa.bindparam("version"),
-            image_scores.c.precision == sa.bindparam("tag"),
-        )
-
-    def _params(self) -> dict[str, str]:
-        return {"name": self.model_name, "version": self.model_version, "tag": self.tag}
-
     def lookup(self, digests: Sequence[str | None], n_classes: int) -> tuple[np.ndarray, np.ndarray]:
         """``(found mask (n,), proba (n, n_classes))`` for the images' SHA-256 digests; rows without a
         digest or not stored yet are not found (their proba rows are zero)."""
@@ -67,11 +57,15 @@ class ImageScoreCache:
         wanted = sorted({d for d in digests if isinstance(d, str) and d})
         stored: dict[str, bytes] = {}
         stmt = sa.select(image_scores.c.image_sha256, image_scores.c.proba).where(
-            self._where(), image_scores.c.image_sha256.in_(sa.bindparam("digests", expanding=True))
+            image_scores.c.model_name == sa.bindparam("name"),
+            image_scores.c.model_version == sa.bindparam("version"),
+            image_scores.c.precision == sa.bindparam("tag"),
+            image_scores.c.image_sha256.in_(sa.bindparam("digests", expanding=True)),
         )
+        params = {"name": self.model_name, "version": self.model_version, "tag": self.tag}
         with self.engine.connect() as conn:
             for start in range(0, len(wanted), LOOKUP_CHUNK):
-                rows = conn.execute(stmt, {**self._params(), "digests": wanted[start : start + LOOKUP_CHUNK]})
+                rows = conn.execute(stmt, {**params, "digests": wanted[start : start + LOOKUP_CHUNK]})
                 stored.update((digest, bytes(blob)) for digest, blob in rows)
         for i, digest in enumerate(digests):
             blob = stored.get(digest) if isinstance(digest, str) else None

@@ -9,7 +9,6 @@ Like the drift gauges, they are written as a node-exporter textfile when a run f
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from sqlalchemy.engine import Engine
 from rakuten_ml.monitoring import textfiles
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import scoring_runs
-
-log = logging.getLogger(__name__)
 
 TEXTFILE_NAME = "rakuten_scoring.prom"
 FINISHED = ("done", "failed")
@@ -91,8 +88,4 @@ def textfile_path(settings: Settings) -> Path:
 
 def write_textfile(engine: Engine, path: Path) -> Path:
     """Write the scoring series in Prometheus text format (atomic: a scrape never sees half a file)."""
-    metrics = ScoringMetrics()
-    metrics.refresh(engine)
-    textfiles.write_registry(metrics.registry, path)
-    log.info("batch scoring metrics written to %s", path)
-    return path
+    return textfiles.write_refreshed(ScoringMetrics(), engine, path)

@@ -53,10 +53,10 @@ def _name(network: nn.Module) -> str:
     return str(getattr(network, "name", type(network).__name__))
 
 
-def _seconds(network: nn.Module, probe: torch.Tensor) -> tuple[float, torch.Tensor]:
+def _seconds(network: nn.Module, probe: torch.Tensor) -> float:
     started = time.perf_counter()
-    output = network(probe)
-    return time.perf_counter() - started, output
+    network(probe)
+    return time.perf_counter() - started
 
 
 def faster_cpu_graphs(
@@ -82,8 +82,8 @@ def faster_cpu_graphs(
                 log.warning("%s: fused CPU graph differs from the network (max |diff| %.3g); it runs as it is",
                             member, float((expected - got).abs().max()))
                 continue
-            eager = min(_seconds(network, probe)[0] for _ in range(PROBE_REPEATS))
-            fused = min(_seconds(graph, probe)[0] for _ in range(PROBE_REPEATS))
+            eager = min(_seconds(network, probe) for _ in range(PROBE_REPEATS))
+            fused = min(_seconds(graph, probe) for _ in range(PROBE_REPEATS))
             speedup = eager / fused if fused > 0 else 0.0
             log.info("%s at batch %d: %.1f ms as is, %.1f ms fused (%.2fx)%s", member, batch, eager * 1e3, fused * 1e3,
                      speedup, ": fused graph kept" if speedup >= MIN_SPEEDUP else "")

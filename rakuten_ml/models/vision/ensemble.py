@@ -382,7 +382,7 @@ class VisionEnsemble:
         device = device or select_device(self.config.device)
         self._place(device)
         self._cpu_graphs: dict[str, torch.nn.Module] = {}
-        if cpu_graph_batch and device.type == "cpu" and not self.config.cpu_bf16:
+        if cpu_graph_batch and self._cpu_graphs_apply(device):
             self._cpu_graphs = faster_cpu_graphs(self._networks(), image_size=self.config.image_size,
                                                  batch_size=cpu_graph_batch)
 
@@ -392,12 +392,15 @@ class VisionEnsemble:
             networks[MEMBER_EFFICIENTNET] = self.finetuned_
         return networks
 
+    def _cpu_graphs_apply(self, device: torch.device) -> bool:
+        """Fused CPU graphs are fp32 CPU code (a :meth:`with_config` copy may have moved to bf16 or a GPU)."""
+        return device.type == "cpu" and not self.config.cpu_bf16
+
     def _inference_networks(self, device: torch.device) -> dict[str, torch.nn.Module]:
-        """The networks, with their fused CPU graphs where :meth:`prepare` kept some and they apply
-        (CPU, fp32: a :meth:`with_config` copy may have moved to bf16 or a GPU)."""
+        """The networks, with their fused CPU graphs where :meth:`prepare` kept some and they apply."""
         networks = self._networks()
         graphs = self.__dict__.get("_cpu_graphs")
-        if graphs and device.type == "cpu" and not self.config.cpu_bf16:
+        if graphs and self._cpu_graphs_apply(device):
             networks.update(graphs)
         return networks
 
