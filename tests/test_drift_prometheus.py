@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from rakuten_ml.monitoring.checks import CheckRow, store_results
 from rakuten_ml.monitoring.metrics import DriftMetrics, textfile_path, write_textfile
 from rakuten_ml.platform import Platform
 from rakuten_ml.settings import Settings
+from tests.promtool import alert_rules, check_and_unit_test_rules, needs_promtool
 
 RULES_FILE = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus" / "rules" / "drift.yml"
 CHECKED_AT = datetime(2026, 7, 2, 4, 5, tzinfo=UTC)
@@ -83,18 +82,15 @@ def test_alert_rules_parse_and_use_only_exported_metrics():
         assert rule["labels"]["severity"] in {"warning", "critical"} and rule["annotations"]["summary"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@needs_promtool
 def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path):
-    check = subprocess.run(["promtool", "check", "rules", str(RULES_FILE)], capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
-    rules = {r["alert"]: r for g in yaml.safe_load(RULES_FILE.read_text())["groups"] for r in g["rules"]}
+    rules = alert_rules(RULES_FILE)
 
     def firing(name: str, **labels: str) -> list[dict]:
         annotations = {k: v.replace("{{ $labels.model_version }}", "3") for k, v in rules[name]["annotations"].items()}
         return [{"exp_labels": {"severity": "warning", "team": "ml-platform", **labels}, "exp_annotations": annotations}]
 
-    tests = tmp_path / "drift_test.yml"
-    tests.write_text(yaml.safe_dump({
+    check_and_unit_test_rules(RULES_FILE, {
         "rule_files": [str(RULES_FILE)],
         "evaluation_interval": "1m",
         "tests": [{
@@ -113,6 +109,4 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path):
                 {"eval_time": "2200m", "alertname": "RakutenDriftCheckStale", "exp_alerts": firing("RakutenDriftCheckStale")},
             ],
         }],
-    }))
-    unit = subprocess.run(["promtool", "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
-    assert unit.returncode == 0, unit.stdout + unit.stderr
+    }, tmp_path)

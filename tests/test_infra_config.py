@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.promtool import needs_promtool, promtool
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -641,12 +643,9 @@ def test_prometheus_config_folder_is_mounted(services: dict[str, Any]) -> None:
     assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@needs_promtool
 def test_prometheus_config_passes_promtool() -> None:
-    result = subprocess.run(
-        ["promtool", "check", "config", "--syntax-only", str(PROMETHEUS_FILE)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool("check", "config", "--syntax-only", str(PROMETHEUS_FILE))
 
 
 # ----------------------------------------------------------------------------- Grafana

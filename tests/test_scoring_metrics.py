@@ -4,8 +4,6 @@ and the alert rules on it (promtool unit tests when promtool is installed)."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -23,6 +21,7 @@ from rakuten_ml.storage.database import init_db, scoring_runs, upsert
 from rakuten_ml.training.train import train_and_register
 from serving.metrics import ServingMetrics
 from tests.conftest import REPO_ROOT
+from tests.promtool import alert_rules, check_and_unit_test_rules, needs_promtool
 from tests.test_training import build_platform
 
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "rules" / "scoring.yml"
@@ -105,17 +104,14 @@ def test_alert_rules_read_only_exported_series() -> None:
         assert rule["labels"]["severity"] in {"warning", "critical"} and rule["annotations"]["summary"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@needs_promtool
 def test_alert_rules_pass_promtool_and_fire_as_intended(tmp_path) -> None:  # noqa: ANN001
-    check = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
-    rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    rules = alert_rules(RULES)
 
     def firing(name: str) -> list[dict]:
         return [{"exp_labels": {"severity": "warning", "team": "ml-platform"}, "exp_annotations": rules[name]["annotations"]}]
 
-    spec = tmp_path / "scoring_rules_test.yml"
-    spec.write_text(yaml.safe_dump({
+    check_and_unit_test_rules(RULES, {
         "rule_files": [str(RULES)],
         "evaluation_interval": "1m",
         "tests": [{
@@ -139,9 +135,7 @@ def test_alert_rules_pass_promtool_and_fire_as_intended(tmp_path) -> None:  # no
                 {"eval_time": f"{30 * 60 + 30}m", "alertname": "RakutenBatchScoringStale", "exp_alerts": firing("RakutenBatchScoringStale")},
             ],
         }],
-    }))
-    result = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    }, tmp_path)
 
 
 def test_the_dag_records_a_failed_run_then_fails(tmp_path, monkeypatch) -> None:  # noqa: ANN001

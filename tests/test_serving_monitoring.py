@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from rakuten_ml.monitoring.metrics import DriftMetrics
 from rakuten_ml.scoring.metrics import ScoringMetrics
 from serving.metrics import ServingMetrics
 from tests.conftest import REPO_ROOT
+from tests.promtool import check_and_unit_test_rules, needs_promtool
 
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "rules" / "serving.yml"
 DASHBOARDS = [REPO_ROOT / "monitoring" / "grafana" / "dashboards" / name for name in ("serving.json", "model_quality.json", "drift.json")]
@@ -124,14 +122,9 @@ tests:
 """
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@needs_promtool
 def test_rules_pass_promtool_and_fire_as_intended(tmp_path: Path) -> None:
-    check = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
-    spec = tmp_path / "serving_rules_test.yml"
-    spec.write_text(PROMTOOL_TESTS.format(rules=json.dumps(str(RULES))))
-    result = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    check_and_unit_test_rules(RULES, PROMTOOL_TESTS.format(rules=json.dumps(str(RULES))), tmp_path)
 
 
 def test_every_provisioned_dashboard_is_checked_and_each_concern_has_one() -> None:
