@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+import torch
 
 from benchmarks.results import machine_line, scratch_database, write_section
 from rakuten_ml.catalogue.generator import CatalogueSpec, generate_catalogue
@@ -71,42 +72,49 @@ def scaling_line(rows: list[tuple[str, float, float, float, int]]) -> str:
 
 
 def fused_section(platform: Platform, n_products: int) -> list[str]:
-    """Fused text+image: naive loop vs the batched engine (fp32 with and without fused CPU graphs,
-    CPU bf16 where native), all with no stored image outputs; then nightly reruns that reuse them."""
+    """Fused text+image: naive loop vs the batched engine in each CPU runtime and precision, all with
+    no stored image outputs; then nightly reruns (default settings) that reuse them."""
     mm_snapshot = snapshot_of(platform, n_products, seed=7, images=n_products)
     train_and_register(platform, snapshot_id=mm_snapshot, modalities=("text", "image"))
     fused = resolve_model(platform.settings)
     products = load_products(platform.store, mm_snapshot)
     naive = naive_loop(platform, fused, products.head(min(300, n_products)))
-    rows = []
+    rows = [f"| naive: one product at a time, model reloaded per 500 (as the registry loads it: eager torch) | {naive:,.1f} | 1.0x |"]
     codes = {}
     on_cpu = select_device().type == "cpu"
-    variants = [("fp32", {"vision_cpu_bf16": "off", "vision_cpu_graphs": "off"}),
-                ("fp32, fused CPU graphs", {"vision_cpu_bf16": "off", "vision_cpu_graphs": "auto"})]
+    fp32 = {"vision_cpu_bf16": "off", "vision_cpu_int8": "off"}
+    variants = [("torch fp32", {**fp32, "vision_cpu_runtime": "torch"}),
+                ("ONNX Runtime where faster, fp32", {**fp32, "vision_cpu_runtime": "auto"})]
     if on_cpu and cpu_has_native_bf16():
-        variants.append(("bf16 autocast", {"vision_cpu_bf16": "on"}))
+        variants.append(("bf16 autocast, ONNX Runtime where faster", {"vision_cpu_bf16": "on", "vision_cpu_int8": "off"}))
+    variants.append(("ONNX Runtime int8 where faster", {**fp32, "vision_cpu_int8": "on"}))
     if not on_cpu:
         variants = [("CUDA, fp16 autocast", {})]
+    int8_decisions, placement = MessageLog("rakuten_ml.models.vision.ensemble"), MessageLog("rakuten_ml.scoring.device")
+    worker_decisions = []
+    threads = torch.get_num_threads()
     for label, update in variants:
+        torch.set_num_threads(threads)  # a variant that decodes in a worker gives the networks fewer threads
         variant = Platform(platform.settings.model_copy(update={**update, "scoring_image_cache": False}))
+        placement.messages.clear()
         batched_rate(variant, mm_snapshot, fused, f"bench-fused-warm-{label}")  # model load, first-batch setup
+        worker_decisions += [(label, message) for message in placement.messages if "decoding" in message]
         rate = _median_rate(variant, mm_snapshot, fused, f"bench-fused-{label}")
         rows.append(f"| batched scoring engine, {label}, every photo through the backbones (median of 3) | {rate:,.1f} | {rate / naive:.1f}x |")
         codes[label] = _run_codes(variant, f"bench-fused-{label}-0")
+    torch.set_num_threads(threads)
     nightly = Platform(platform.settings.model_copy(update={"scoring_image_cache": True}))
     batched_rate(nightly, mm_snapshot, fused, "bench-fused-first-night")  # stores every photo's output
     for share_new in (0.1, 0.0):
         rate = _median_rate(nightly, mm_snapshot, fused, f"bench-fused-night-{share_new}",
                             before=lambda: _forget_image_outputs(nightly, share_new))
-        rows.append(f"| nightly rerun, same model version, {1 - share_new:.0%} of photos already scored (median of 3) "
-                    f"| {rate:,.1f} | {rate / naive:.1f}x |")
-    agreement = ""
-    if "bf16 autocast" in codes:
-        agreement = (f"Top-1 agreement of bf16 with fp32 on these {n_products:,} products: "
-                     f"{(codes['bf16 autocast'] == codes['fp32']).mean():.1%}. ")
-    if "fp32, fused CPU graphs" in codes:
-        agreement += (f"Top-1 agreement of the fused CPU graphs with the plain networks: "
-                      f"{(codes['fp32, fused CPU graphs'] == codes['fp32']).mean():.1%}. ")
+        rows.append(f"| nightly rerun, default settings, same model version, {1 - share_new:.0%} of photos already scored "
+                    f"(median of 3) | {rate:,.1f} | {rate / naive:.1f}x |")
+    reference = codes.get("torch fp32")
+    int8_lines = " ".join(message for message in int8_decisions.messages if "int8" in message)
+    worker_lines = "; ".join(f"{label}: {message}" for label, message in worker_decisions)
+    agreement = "".join(f"{label}: {(got == reference).mean():.1%}. " for label, got in codes.items()
+                        if reference is not None and label != "torch fp32")
     return [
         "",
         f"## Fused text+image scoring ({n_products:,} products; tiny vision profile: ResNet-18 features + XGBoost, 64 px)",
@@ -115,15 +123,30 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
         "",
         "| run | products/s | speed-up vs naive |",
         "| --- | --- | --- |",
-        f"| naive: one product at a time, model reloaded per 500 (default settings) | {naive:,.1f} | 1.0x |",
         *rows,
         "",
-        agreement + "Batched: images decoded on a thread pool at reduced JPEG scale, one backbone pass per "
-        "batch of 64, text vectorised per partition, predictions upserted and written to Parquet. Nightly "
+        (f"int8 check at load: {int8_lines} " if int8_lines else "")
+        + (f"Top-1 agreement of the predictions with torch fp32 on these {n_products:,} products: {agreement}" if agreement else "")
+        + (f"Decoding workers chosen at load: {worker_lines}. " if worker_lines else "")
+        + "Batched: images decoded at reduced JPEG scale (on a thread pool, or in a worker process beside the "
+        "networks where decoding costs more than they do), one backbone pass per batch of 64, text vectorised per partition, predictions upserted and written to Parquet. Nightly "
         "reruns read the image model's stored output for photos this model version already scored "
         "(`image_scores`, keyed by SHA-256 and precision); text, fusion and the written predictions are "
         "computed afresh. The 90% row forgets a random tenth of the stored outputs before each run.",
     ]
+
+
+class MessageLog(logging.Handler):
+    """The messages one library logger emits at INFO and above (the int8 decisions, for the table)."""
+
+    def __init__(self, logger: str) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+        logging.getLogger(logger).setLevel(logging.INFO)
+        logging.getLogger(logger).addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def _median_rate(platform: Platform, snapshot_id: str, model: ResolvedModel, run_prefix: str,

@@ -27,6 +27,7 @@ from serving.metrics import ServingMetrics
 log = logging.getLogger(__name__)
 
 VARIANTS = (CHAMPION, CHALLENGER)
+SERVING_PROBE_BATCH = 4  # the typical micro-batch of a worker under load (serving/batcher.py)
 # MLflow error codes meaning "this alias (or model) does not exist", as opposed to "registry down".
 _ABSENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
@@ -92,9 +93,10 @@ def load_checked(settings: Settings, resolved: ResolvedModel) -> Any:
     classifier = load_classifier(settings, resolved)
     # Requests carry a few images: decoding them in DataLoader worker processes would cost more
     # than it saves, so serving decodes in-process (on the dataset's thread pool).
-    # No fused CPU graphs: they pay off on batch scoring's batches of 64, not on micro-batches of a few requests.
+    # ONNX Runtime sessions are timed on micro-batches of a few requests, the batches serving runs.
     tune_image_model(getattr(classifier, "image_model", None), num_workers=0, cpu_bf16=settings.vision_cpu_bf16,
-                     cpu_graphs="off")
+                     cpu_runtime=settings.vision_cpu_runtime, cpu_int8=settings.vision_cpu_int8,
+                     probe_batch=SERVING_PROBE_BATCH)
     try:
         out = classifier.predict(pd.DataFrame({"designation": ["smoke test"], "description": [""]}), None)
         missing = {"prdtypecode", "probability", "decision", "modality"} - set(out.columns)

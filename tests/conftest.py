@@ -84,6 +84,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads() -> Iterator[None]:
+    """Batch scoring may give the networks fewer torch threads (scoring.device.decoding_workers): the
+    process-wide setting is restored, so later tests run with every core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, dropped at the end."""

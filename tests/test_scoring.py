@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
+import os
+from types import SimpleNamespace
+
 import pytest
 import sqlalchemy as sa
+import torch
 from mlflow import MlflowClient
 
 from rakuten_ml.data.snapshot import load_products
 from rakuten_ml.registry.resolve import resolve_model
 from rakuten_ml.scoring import batch
 from rakuten_ml.scoring.batch import RunModels, resolve_run_models, score_partition, score_products, start_run
+from rakuten_ml.scoring.device import decoding_workers
 from rakuten_ml.scoring.partitions import plan_partitions
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import predictions, scoring_partitions
 from rakuten_ml.training.train import train_and_register
 from tests.test_training import build_platform
+
+
+class MeasuredVision:
+    """An image model whose decoding and network costs per photo are given."""
+
+    def __init__(self, decode_s: float, networks_s: float) -> None:
+        self.config = SimpleNamespace(device="cpu")
+        self.measured = (decode_s, networks_s)
+        self.threads: int | None = None
+
+    def seconds_per_image(self, batch: int) -> tuple[float, float]:
+        return self.measured
+
+    def set_cpu_threads(self, threads: int) -> None:
+        self.threads = threads
+
+
+def test_decoding_moves_to_a_worker_only_where_it_costs_more_than_the_networks(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    heavy_networks = MeasuredVision(decode_s=0.001, networks_s=0.002)
+    assert decoding_workers(heavy_networks, 64) == 0 and heavy_networks.threads is None
+    light_networks = MeasuredVision(decode_s=0.001, networks_s=0.0005)
+    assert decoding_workers(light_networks, 64) == 1  # one decoding process, the other cores infer
+    assert light_networks.threads == 3 and torch.get_num_threads() == 3
+    assert decoding_workers(SimpleNamespace(config=SimpleNamespace(device="cpu")), 64) == 0  # nothing measured
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert decoding_workers(MeasuredVision(decode_s=0.001, networks_s=0.0005), 64) == 0  # no core to spare
 
 
 def test_partitions_cover_every_product_once():

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from rakuten_ml.data.snapshot import load_products
+from rakuten_ml.models.vision import ensemble as ensemble_module
 from rakuten_ml.registry.resolve import resolve_model
 from rakuten_ml.scoring import batch
 from rakuten_ml.scoring.batch import score_products
@@ -79,7 +80,8 @@ def _stored(platform, run_id: str) -> dict[int, tuple[int, float, str]]:  # noqa
 
 @pytest.mark.slow
 def test_nightly_rerun_sends_only_unseen_photos_through_the_image_model(tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    settings = Settings(home=tmp_path, vision_profile="tiny", vision_members="cnn-xgb", image_policy="optional")
+    settings = Settings(home=tmp_path, vision_profile="tiny", vision_members="cnn-xgb", image_policy="optional",
+                        vision_cpu_bf16="off")
     platform, snapshot_id = build_platform(settings, rows=360, images=300)
     train_and_register(platform, snapshot_id=snapshot_id, modalities=("text", "image"))
     products = load_products(platform.store, snapshot_id)
@@ -120,6 +122,15 @@ def test_nightly_rerun_sends_only_unseen_photos_through_the_image_model(tmp_path
     third = score_products(platform, run_id="night-3", snapshot_id=snapshot_id, partition_size=100)
     assert sum(sent) == len(products)  # off: every row is handed to the image model again
     assert third.counts["image_reused"] == 0 and third.counts["fused"] == first.counts["fused"]
+
+    # int8 outputs are stored under their own precision: they never answer for fp32 ones, nor the reverse.
+    monkeypatch.setattr(ensemble_module, "MAX_INT8_ACCURACY_DROP", 1.0)
+    platform.settings = settings.model_copy(update={"vision_cpu_int8": "on", "vision_cpu_runtime": "onnxruntime"})
+    int8 = score_products(platform, run_id="night-4", snapshot_id=snapshot_id, partition_size=100)
+    assert int8.counts["image_reused"] == 0 and int8.n_scored == 360
+    with platform.engine.connect() as conn:
+        tags = dict(conn.execute(sa.select(image_scores.c.precision, sa.func.count()).group_by(image_scores.c.precision)).all())
+    assert tags == {"fp32-p1": len(with_image) - len(broken), "fp32+int8-p1": len(with_image) - len(broken)}
 
 
 def test_a_complete_run_following_the_aliases_drops_retired_versions_outputs(tmp_path) -> None:  # noqa: ANN001

@@ -4,6 +4,7 @@ body cap."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -22,7 +23,7 @@ from serving.app import ObservabilityMiddleware
 from serving.auth import token_matches
 from serving.cache import PredictionCache, input_digest
 from serving.metrics import ServingMetrics
-from serving.model_manager import ModelManager, load_checked
+from serving.model_manager import SERVING_PROBE_BATCH, ModelManager, load_checked
 from serving.prediction_logger import PredictionLogger
 from serving.routes.errors import install_error_handlers
 from tests.conftest import free_port
@@ -144,6 +145,33 @@ def test_a_model_that_loads_but_cannot_predict_is_refused(tmp_path, monkeypatch)
     monkeypatch.setattr("serving.model_manager.load_classifier", lambda s, r: FakeClassifier("9", fail=True))
     with pytest.raises(ModelLoadError, match="loads but cannot predict: ValueError: broken pickle"):
         load_checked(Settings(home=tmp_path), ResolvedModel("m", "9", None))
+
+
+def test_serving_prepares_the_image_model_for_its_micro_batches(tmp_path, monkeypatch) -> None:
+    """The loader hands the CPU runtime settings to the vision ensemble, timed at serving's batch size."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        image_size: int = 64
+        inference_batch_size: int = 128
+        num_workers: int = 2
+        cpu_bf16: bool = False
+        device: str = "cpu"
+
+    class ImageModel:
+        config = Config()
+        prepared: dict[str, Any] = {}
+
+        def prepare(self, **kwargs: Any) -> None:
+            self.prepared = kwargs
+
+    classifier = FakeClassifier("9")
+    classifier.image_model = ImageModel()  # type: ignore[attr-defined]
+    monkeypatch.setattr("serving.model_manager.load_classifier", lambda s, r: classifier)
+    settings = Settings(home=tmp_path, vision_cpu_runtime="onnxruntime", vision_cpu_int8="on", vision_cpu_bf16="off")
+    assert load_checked(settings, ResolvedModel("m", "9", None)) is classifier
+    assert classifier.image_model.prepared == {"runtime_batch": SERVING_PROBE_BATCH, "runtime": "onnxruntime", "int8": True}
+    assert classifier.image_model.config.num_workers == 0 and classifier.image_model.config.cpu_bf16 is False
 
 
 def test_the_real_resolver_reads_both_aliases(tmp_path_factory, tmp_path) -> None:

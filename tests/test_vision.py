@@ -3,7 +3,9 @@ voting, persistence. Tiny profile, random-init weights (no downloads), CPU; one 
 
 from __future__ import annotations
 
+import copy
 import io
+import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +25,7 @@ from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.calibration import sharpen
 from rakuten_ml.models.fusion import MODALITY_IMAGE, MODALITY_NONE, FusedClassifier
 from rakuten_ml.models.vision import VisionEnsemble, VisionEnsembleConfig, load_backbone, select_device, soft_vote
-from rakuten_ml.models.vision import cpu_graphs
+from rakuten_ml.models.vision import ensemble as ensemble_module
 from rakuten_ml.models.vision.dataset import ImageDataset
 from rakuten_ml.models.vision.ensemble import MEMBER_CNN_XGB, MEMBER_EFFICIENTNET, MEMBER_VIT_MLP, MEMBERS
 from rakuten_ml.models.vision.features import (
@@ -34,6 +36,7 @@ from rakuten_ml.models.vision.features import (
     resolve_cpu_bf16,
 )
 from rakuten_ml.models.vision.heads import MLPHead, XGBoostHead
+from rakuten_ml.models.vision.onnx_runtime import OnnxNetwork
 from rakuten_ml.models.vision.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -427,31 +430,69 @@ def test_concurrent_first_predictions_on_a_freshly_loaded_ensemble(ensemble, ren
     np.testing.assert_allclose(fresh.predict_proba_images(images)[0], expected, atol=1e-6)
 
 
-def test_fused_cpu_graphs_predict_as_the_networks_and_are_never_pickled(ensemble, rendered, tmp_path, monkeypatch) -> None:
-    """Batch scoring's fused CPU graphs (kept here whatever their speed) change no prediction, are
-    not used in bf16, and stay out of the saved model (they hold this machine's oneDNN layouts)."""
-    monkeypatch.setattr(cpu_graphs, "MIN_SPEEDUP", 0.0)
+def test_onnx_runtime_predicts_as_the_networks_and_is_never_pickled(ensemble, rendered, tmp_path) -> None:
+    """Every member exports to ONNX Runtime (kept here whatever its speed) without changing a
+    prediction, and the sessions stay out of the saved model (prepare() rebuilds them at load)."""
     images = rendered["test"][0][:12]
-    path = tmp_path / "graphs.joblib"
+    path = tmp_path / "onnx.joblib"
     joblib.dump(ensemble, path)
     fresh = joblib.load(path)
     expected, mask = fresh.predict_proba_images(images)
-    fresh.prepare(cpu_graph_batch=8)
+    fresh.prepare(runtime_batch=8, runtime="onnxruntime")
     cpu = torch.device("cpu")
-    assert MEMBER_CNN_XGB in fresh._cpu_graphs  # ResNet traces; which others do is timm's business
-    assert fresh._inference_networks(cpu)[MEMBER_CNN_XGB] is fresh._cpu_graphs[MEMBER_CNN_XGB]
+    assert set(fresh._cpu_runtimes) == set(MEMBERS)
+    assert all(isinstance(network, OnnxNetwork) for network in fresh._inference_networks(cpu).values())
+    assert fresh.precision(cpu) == "fp32"
     got, got_mask = fresh.predict_proba_images(images)
     np.testing.assert_array_equal(got_mask, mask)
-    # Folded BatchNorm moves features by ~1e-7, which can tip an XGBoost split: probabilities move a little.
+    # Reordered float sums move features by ~1e-6, which can tip an XGBoost split: probabilities move a little.
     np.testing.assert_allclose(got, expected, atol=1e-2)
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
-    assert fresh.with_config(cpu_bf16=True)._inference_networks(cpu)[MEMBER_CNN_XGB] is fresh.backbones_[MEMBER_CNN_XGB]
+    decode_s, networks_s = fresh.seconds_per_image(8)  # what batch scoring weighs to place decoding
+    assert decode_s > 0 and networks_s > 0
+    fresh.set_cpu_threads(1)
+    assert {network.threads for network in fresh._cpu_runtimes.values()} == {1}
+    np.testing.assert_allclose(fresh.predict_proba_images(images)[0], got, atol=1e-6)
     joblib.dump(fresh, path)
     restored = joblib.load(path)
-    assert "_cpu_graphs" not in restored.__dict__
+    assert "_cpu_runtimes" not in restored.__dict__
     np.testing.assert_allclose(restored.predict_proba_images(images)[0], expected, atol=1e-6)
-    fresh.prepare()  # without a batch size: the networks as they are
+    fresh.prepare(runtime_batch=8, runtime="torch")
     assert fresh._inference_networks(cpu)[MEMBER_CNN_XGB] is fresh.backbones_[MEMBER_CNN_XGB]
+
+
+def test_int8_runs_only_members_whose_predictions_survive_quantization(ensemble, rendered, monkeypatch, caplog) -> None:
+    """int8 sessions are calibrated on the labelled validation photos kept with the model and checked
+    on other ones: a member that loses too much accuracy stays in fp32, and the precision says int8."""
+    cpu = torch.device("cpu")
+    n_val = len(rendered["val"][0])
+    assert len(ensemble.calibration_images_) == len(ensemble.calibration_codes_) == min(n_val, ensemble_module.CALIBRATION_IMAGES)
+    val_images, val_codes = rendered["val"]
+    truth = [val_codes[val_images.index(image)] for image in ensemble.calibration_images_]  # kept with their labels
+    np.testing.assert_array_equal(ensemble.calibration_codes_, DEFAULT_MAPPING.encode(truth))
+    fresh = copy.deepcopy(ensemble)
+    monkeypatch.setattr(ensemble_module, "MAX_INT8_ACCURACY_DROP", 1.0)  # any accuracy passes
+    fresh.prepare(runtime_batch=8, runtime="onnxruntime", int8=True)
+    precisions = {member: network.precision for member, network in fresh._cpu_runtimes.items()}
+    assert precisions[MEMBER_CNN_XGB] == "int8"  # ResNet quantizes; the others may fall back to fp32
+    assert fresh.precision(cpu) == "fp32+int8"
+    images = rendered["test"][0][:24]
+    expected, mask = ensemble.predict_proba_images(images)
+    got, got_mask = fresh.predict_proba_images(images)
+    np.testing.assert_array_equal(got_mask, mask)
+    assert np.isfinite(got).all() and np.allclose(got.sum(axis=1), 1.0)
+
+    monkeypatch.setattr(ensemble_module, "MAX_INT8_ACCURACY_DROP", -1.0)  # int8 would have to gain 100 points
+    caplog.set_level(logging.WARNING, logger=ensemble_module.__name__)
+    fresh.prepare(runtime_batch=8, runtime="onnxruntime", int8=True)
+    assert {network.precision for network in fresh._cpu_runtimes.values()} == {"fp32"}
+    assert "fp32 kept" in caplog.text and fresh.precision(cpu) == "fp32"
+
+    del fresh.calibration_images_  # a model fitted before calibration photos were kept
+    assert fresh.seconds_per_image(8) is None
+    fresh.prepare(runtime_batch=8, runtime="onnxruntime", int8=True)
+    assert {network.precision for network in fresh._cpu_runtimes.values()} == {"fp32"}
+    assert "retrain it to run in int8" in caplog.text
 
 
 def test_fit_rejects_unknown_codes_and_bad_configs(rendered) -> None:

@@ -104,11 +104,12 @@ def resolve_run_models(platform: Platform, *, version: str | None = None) -> Run
 def _classifier(platform: Platform, model: ResolvedModel) -> Any:
     settings = platform.settings
     key = "|".join(str(part) for part in (settings.mlflow_tracking_uri, model.uri, settings.vision_num_workers,
-                                           settings.vision_cpu_bf16, settings.vision_cpu_graphs))
+                                           settings.vision_cpu_bf16, settings.vision_cpu_runtime, settings.vision_cpu_int8))
     if key not in _MODEL_CACHE:
         classifier = load_classifier(platform.settings, model)
         tune_image_model(getattr(classifier, "image_model", None), num_workers=settings.vision_num_workers,
-                         cpu_bf16=settings.vision_cpu_bf16, cpu_graphs=settings.vision_cpu_graphs)
+                         cpu_bf16=settings.vision_cpu_bf16, cpu_runtime=settings.vision_cpu_runtime,
+                         cpu_int8=settings.vision_cpu_int8)
         _MODEL_CACHE[key] = classifier
     return _MODEL_CACHE[key]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ MIN_BATCH, MAX_BATCH = 8, 1024
 # ~20 MiB at peak (ResNet-50 dominates); keep half the free memory for the allocator's slack.
 BYTES_PER_IMAGE_224 = 20 * 1024**2
 MEMORY_SHARE = 0.5
+MAX_GPU_DECODING_WORKERS = 8
 
 
 def auto_batch_size(device: torch.device, image_size: int) -> int:
@@ -34,13 +36,17 @@ def auto_batch_size(device: torch.device, image_size: int) -> int:
     return size
 
 
-def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str, cpu_graphs: str) -> None:
+def tune_image_model(
+    image_model: Any, *, num_workers: int | None, cpu_bf16: str, cpu_runtime: str, cpu_int8: str,
+    probe_batch: int | None = None,
+) -> None:
     """Set the inference batch size, DataLoader workers and CPU precision of a loaded vision ensemble
-    in place: what suits the machine that scores, not the one that trained.
+    in place: what suits the machine that scores, not the one that trained. ``num_workers=None``
+    chooses the decoding workers by measurement (:func:`decoding_workers`).
 
-    ``cpu_graphs="auto"`` also builds fused CPU graphs where they are faster at that batch size
-    (:mod:`rakuten_ml.models.vision.cpu_graphs`): worth it for batch scoring, not for the small
-    micro-batches of online serving, where they mostly lose.
+    On the CPU, ``cpu_runtime`` ``auto`` also runs each network in ONNX Runtime where that is faster
+    at ``probe_batch`` images (default: the inference batch size), timed at load; ``cpu_int8="on"``
+    quantizes them where the predictions survive it (:mod:`rakuten_ml.models.vision.onnx_runtime`).
     """
     if image_model is None or not hasattr(image_model, "config"):
         return
@@ -49,10 +55,43 @@ def tune_image_model(image_model: Any, *, num_workers: int, cpu_bf16: str, cpu_g
     config = image_model.config
     batch = auto_batch_size(select_device(), config.image_size)
     image_model.config = dataclasses.replace(
-        config, inference_batch_size=batch, num_workers=num_workers, cpu_bf16=resolve_cpu_bf16(cpu_bf16)
+        config, inference_batch_size=batch, num_workers=num_workers or 0, cpu_bf16=resolve_cpu_bf16(cpu_bf16)
     )
     if hasattr(image_model, "prepare"):
-        image_model.prepare(cpu_graph_batch=batch if cpu_graphs == "auto" else None)
+        image_model.prepare(runtime_batch=probe_batch or batch, runtime=cpu_runtime, int8=cpu_int8 == "on")
+    if num_workers is None:
+        workers = decoding_workers(image_model, batch)
+        image_model.config = dataclasses.replace(image_model.config, num_workers=workers)
+
+
+def decoding_workers(image_model: Any, batch: int) -> int:
+    """DataLoader worker processes for batch scoring: decoding in them overlaps the networks.
+
+    On a GPU the networks are never the CPU's bottleneck: decode on all cores but one. On the CPU, the
+    networks and decoding share the cores: where decoding a photo costs less than the networks do
+    (fp32 and bf16 backbones), the main process decodes between batches on its thread pool and the
+    networks get every core; where it costs more (int8, small inputs), one worker decodes while the
+    networks run on the other cores. On 2 cores, int8 ResNet-18 at 64 px: 548 -> 748 photos/s, while
+    fp32 and bf16 lost 7-20% that way (benchmarks/RESULTS.md).
+    """
+    cores = os.cpu_count() or 1
+    device = select_device(image_model.config.device)
+    if device.type == "cuda":
+        return max(1, min(cores - 1, MAX_GPU_DECODING_WORKERS))
+    measured = image_model.seconds_per_image(batch) if hasattr(image_model, "seconds_per_image") else None
+    if measured is None or cores < 2:
+        return 0
+    decode, networks = measured
+    if decode < networks:
+        log.info("decoding %.2f ms < networks %.2f ms per photo: decoding between batches, %d torch threads",
+                 decode * 1e3, networks * 1e3, torch.get_num_threads())
+        return 0
+    threads = cores - 1
+    torch.set_num_threads(threads)  # this process scores: its torch threads are the networks'
+    image_model.set_cpu_threads(threads)
+    log.info("decoding %.2f ms >= networks %.2f ms per photo: 1 decoding worker beside %d inference thread(s)",
+             decode * 1e3, networks * 1e3, threads)
+    return 1
 
 
 def halve_batch_size(image_model: Any) -> bool:

@@ -5,7 +5,7 @@ the night before, and the vision backbones are nearly all of a fused run's cost.
 function of (model version, inference precision and preprocessing, image bytes), so it is stored in
 ``image_scores`` under exactly that key (the bytes by their SHA-256, recorded at ingestion) and read
 back instead of recomputed. Text, fusion, decisions and the written predictions are computed afresh
-every run. A new model version, another precision (CUDA fp16, CPU bf16) or a new preprocessing
+every run. A new model version, another precision (CUDA fp16, CPU bf16, int8) or a new preprocessing
 version starts from an empty cache; unusable images are never stored, so they are retried each run.
 """
 
@@ -36,7 +36,9 @@ def output_tag(image_model: Any) -> str | None:
     config = getattr(image_model, "config", None)
     if config is None or not hasattr(config, "cpu_bf16"):
         return None
-    return f"{precision_tag(select_device(config.device), bool(config.cpu_bf16))}-p{PREPROCESSING_VERSION}"
+    device = select_device(config.device)
+    precision = image_model.precision(device) if hasattr(image_model, "precision") else precision_tag(device, bool(config.cpu_bf16))
+    return f"{precision}-p{PREPROCESSING_VERSION}"
 
 
 @dataclass

@@ -57,7 +57,7 @@ def vision_config(settings: Settings) -> Any:
     from rakuten_ml.models.vision.features import resolve_cpu_bf16
 
     overrides: dict[str, Any] = {
-        "seed": settings.random_seed, "num_workers": settings.vision_num_workers, "progress": False,
+        "seed": settings.random_seed, "num_workers": settings.vision_num_workers or 0, "progress": False,
         "cpu_bf16": resolve_cpu_bf16(settings.vision_cpu_bf16),
         "checkpoint_dir": str(settings.home / "checkpoints"),
     }

@@ -9,6 +9,7 @@ alone had 91.4 % F1. :class:`VisionEnsemble` implements the fusion ``ImageModel`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import threading
@@ -25,11 +26,12 @@ from rakuten_ml.errors import ConfigurationError, TrainingError
 from rakuten_ml.labels import DEFAULT_MAPPING, LabelMapping
 from rakuten_ml.models.calibration import softmax
 from rakuten_ml.models.vision.backbones import Backbone, check_backbone_name, load_backbone, select_device
-from rakuten_ml.models.vision.cpu_graphs import faster_cpu_graphs
-from rakuten_ml.models.vision.dataset import ImageItem, check_items
-from rakuten_ml.models.vision.features import FeatureExtractor, cached_features, run_batches
+from rakuten_ml.models.vision.dataset import DRAFT_FACTOR, ImageDataset, ImageItem, check_items, load_image_bytes
+from rakuten_ml.models.vision.features import FeatureExtractor, autocast, cached_features, precision_tag, run_batches
 from rakuten_ml.models.vision.finetune import MaskedClassifier, TrainConfig, fine_tune, seed_everything, weighted_f1
 from rakuten_ml.models.vision.heads import MLPHead, XGBoostHead
+from rakuten_ml.models.vision.onnx_runtime import CALIBRATION_BATCH, MAX_PROBE_PIXELS, faster_onnx_networks
+from rakuten_ml.models.vision.preprocessing import build_transform, normalize_batch, preprocess
 from rakuten_ml.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,12 @@ FULL_BACKBONES: dict[str, str] = {
 DINO_BACKBONE = "vit_large_patch16_dinov3"
 FULL_IMAGE_SIZE = 224
 TINY_IMAGE_SIZE = 64
+# Labelled validation photos kept (encoded) with a fitted ensemble for int8 quantization: even rows
+# calibrate the activation ranges, odd rows check each quantized member's accuracy against fp32's.
+CALIBRATION_IMAGES = 256
+# The accuracy a member may lose in int8 on those held-out photos: promotion's rollback tolerance.
+MAX_INT8_ACCURACY_DROP = 0.02
+DECODE_PROBE_IMAGES = 16
 
 
 _PLACEMENT_LOCK = threading.Lock()
@@ -286,6 +294,7 @@ class VisionEnsemble:
                 val_proba[member] = self._fit_on_features(member, train_images, y_train, val_images, y_val, cache, device)
             self.fit_seconds_[member] = time.perf_counter() - member_started
 
+        self.calibration_images_, self.calibration_codes_ = self._calibration_set(val_images, y_val, store)
         self.member_metrics_ = {m: weighted_f1(y_val, proba, ok) for m, (proba, ok) in val_proba.items()}
         vote, ok_vote = soft_vote(val_proba, config.weights)
         self.member_metrics_[ENSEMBLE_METRIC] = weighted_f1(y_val, vote, ok_vote)
@@ -370,21 +379,121 @@ class VisionEnsemble:
                            batch_size=self.config.inference_batch_size, store=store, num_workers=self.config.num_workers,
                            cpu_bf16=self.config.cpu_bf16)
 
-    def prepare(self, device: torch.device | None = None, *, cpu_graph_batch: int | None = None) -> None:
+    def prepare(
+        self, device: torch.device | None = None, *, runtime_batch: int | None = None, runtime: str = "auto",
+        int8: bool = False,
+    ) -> None:
         """Place the networks for inference now (servers call it once at load): predictions then only
         read the weights, so concurrent requests never see a network half-moved.
 
-        With ``cpu_graph_batch``, on the CPU in fp32, each network also gets a fused inference graph
-        (BatchNorm folded, oneDNN layouts), kept where it is faster at that batch size on this machine
-        (:mod:`rakuten_ml.models.vision.cpu_graphs`).
+        With ``runtime_batch``, on the CPU, each network is also exported to ONNX Runtime and the
+        session kept where it is faster at that batch size on this machine (``runtime="auto"``) or
+        always (``"onnxruntime"``); ``int8`` quantizes it first where the member's predictions
+        survive it (:mod:`rakuten_ml.models.vision.onnx_runtime`).
         """
         self._check_fitted()
         device = device or select_device(self.config.device)
         self._place(device)
-        self._cpu_graphs: dict[str, torch.nn.Module] = {}
-        if cpu_graph_batch and self._cpu_graphs_apply(device):
-            self._cpu_graphs = faster_cpu_graphs(self._networks(), image_size=self.config.image_size,
-                                                 batch_size=cpu_graph_batch)
+        self._cpu_runtimes: dict[str, torch.nn.Module] = {}
+        if not runtime_batch or device.type != "cpu" or runtime == "torch":
+            return
+        calibration = self._calibration_tensors() if int8 else None
+        if int8 and calibration is None:
+            log.warning("int8 asked for, but this model was fitted before labelled calibration photos were kept with "
+                        "it; it runs in fp32 (retrain it to run in int8)")
+        self._cpu_runtimes = dict(faster_onnx_networks(
+            self._networks(), image_size=self.config.image_size, batch_size=runtime_batch, runtime=runtime,
+            cpu_bf16=self.config.cpu_bf16, calibration_images=None if calibration is None else calibration[0::2],
+            int8_check=None if calibration is None else functools.partial(self._int8_check, calibration[1::2]),
+        ))
+
+    def precision(self, device: torch.device) -> str:
+        """What the image outputs are computed in here (``fp32``, ``bf16``, ``fp16``, with ``+int8`` when a
+        member runs quantized): part of the key of stored outputs, so precisions never mix."""
+        tag = precision_tag(device, self.config.cpu_bf16)
+        runtimes = self.__dict__.get("_cpu_runtimes") or {}
+        if device.type == "cpu" and any(getattr(r, "precision", "") == "int8" for r in runtimes.values()):
+            tag += "+int8"
+        return tag
+
+    def seconds_per_image(self, batch_size: int) -> tuple[float, float] | None:
+        """(decoding, networks) seconds per photo on this machine, measured on the calibration photos
+        (one decoding thread; the networks as :meth:`prepare` left them, on a batch of up to
+        ``batch_size``): batch scoring decides from them whether to decode beside the networks
+        (``rakuten_ml.scoring.device``). ``None`` for a model fitted without calibration photos."""
+        images = (self.__dict__.get("calibration_images_") or [])[:DECODE_PROBE_IMAGES]
+        if not images:
+            return None
+        dataset = ImageDataset(images, image_size=self.config.image_size)
+        started = time.perf_counter()
+        decoded = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        decode = (time.perf_counter() - started) / len(images)
+        device = select_device(self.config.device)
+        self._place(device)
+        size = self.config.image_size
+        n = max(1, min(batch_size, MAX_PROBE_PIXELS // (size * size)))
+        x = normalize_batch(decoded.repeat((n + len(decoded) - 1) // len(decoded), 1, 1, 1)[:n].to(device))
+        networks = self._inference_networks(device).values()
+        with torch.inference_mode(), autocast(device, self.config.cpu_bf16):
+            for network in networks:  # warm-up: kernels are picked on the first call
+                network(x)
+            started = time.perf_counter()
+            for network in networks:
+                network(x).float().cpu()
+        return decode, (time.perf_counter() - started) / n
+
+    def set_cpu_threads(self, threads: int) -> None:
+        """Give the ONNX Runtime sessions ``threads`` threads (torch's own are set with ``torch.set_num_threads``)."""
+        for runtime in (self.__dict__.get("_cpu_runtimes") or {}).values():
+            if hasattr(runtime, "set_threads"):
+                runtime.set_threads(threads)
+
+    def _calibration_set(
+        self, images: Sequence[ImageItem], y_idx: np.ndarray, store: ObjectStore | None
+    ) -> tuple[list[bytes], np.ndarray]:
+        """Up to :data:`CALIBRATION_IMAGES` decodable validation photos (encoded bytes: a tenth of their
+        tensors' size) and their class indices, in a seeded order."""
+        kept: list[bytes] = []
+        codes: list[int] = []
+        transform = build_transform(self.config.image_size)
+        for i in np.random.default_rng(self.config.seed).permutation(len(images)):
+            data = load_image_bytes(images[i], store)
+            if data is not None and preprocess(data, transform, draft_size=DRAFT_FACTOR * self.config.image_size) is not None:
+                kept.append(data)
+                codes.append(int(y_idx[i]))
+            if len(kept) == CALIBRATION_IMAGES:
+                break
+        return kept, np.asarray(codes, dtype=np.int64)
+
+    def _calibration_tensors(self) -> torch.Tensor | None:
+        """The calibration photos preprocessed (uint8); ``None`` for a model fitted without them."""
+        images = self.__dict__.get("calibration_images_")
+        if not images or len(images) < 2:
+            return None
+        dataset = ImageDataset(images, image_size=self.config.image_size)
+        return torch.stack([dataset[i][0] for i in range(len(dataset))])
+
+    def _member_codes(self, member: str, network: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+        """The member's predicted class indices for uint8 ``images``, through ``network``."""
+        x = normalize_batch(images)
+        outputs = torch.cat([network(chunk).float() for chunk in x.split(CALIBRATION_BATCH)]).numpy()
+        if member == MEMBER_EFFICIENTNET:
+            return outputs.argmax(axis=1)
+        return self.heads_[member].predict_proba(outputs, torch.device("cpu")).argmax(axis=1)
+
+    def _int8_check(self, held_out: torch.Tensor, member: str, quantized: torch.nn.Module) -> bool:
+        """Whether the quantized member's accuracy on the held-out calibration photos (the odd rows) is
+        within :data:`MAX_INT8_ACCURACY_DROP` of fp32's."""
+        truth = self.calibration_codes_[1::2]
+        fp32 = self._member_codes(member, self._networks()[member], held_out)
+        int8 = self._member_codes(member, quantized, held_out)
+        accuracy32, accuracy8 = float((fp32 == truth).mean()), float((int8 == truth).mean())
+        kept = accuracy8 >= accuracy32 - MAX_INT8_ACCURACY_DROP
+        log.log(logging.INFO if kept else logging.WARNING,
+                "%s on %d held-out validation photos: accuracy %.1f%% in int8 vs %.1f%% in fp32 (top-1 agreement "
+                "%.1f%%, at most %.0f points lost): %s", member, len(truth), 100 * accuracy8, 100 * accuracy32,
+                100 * float((int8 == fp32).mean()), 100 * MAX_INT8_ACCURACY_DROP, "int8 kept" if kept else "fp32 kept")
+        return kept
 
     def _networks(self) -> dict[str, torch.nn.Module]:
         networks: dict[str, torch.nn.Module] = dict(self.backbones_)
@@ -392,16 +501,12 @@ class VisionEnsemble:
             networks[MEMBER_EFFICIENTNET] = self.finetuned_
         return networks
 
-    def _cpu_graphs_apply(self, device: torch.device) -> bool:
-        """Fused CPU graphs are fp32 CPU code (a :meth:`with_config` copy may have moved to bf16 or a GPU)."""
-        return device.type == "cpu" and not self.config.cpu_bf16
-
     def _inference_networks(self, device: torch.device) -> dict[str, torch.nn.Module]:
-        """The networks, with their fused CPU graphs where :meth:`prepare` kept some and they apply."""
+        """The networks, with the ONNX Runtime sessions :meth:`prepare` kept on the CPU."""
         networks = self._networks()
-        graphs = self.__dict__.get("_cpu_graphs")
-        if graphs and self._cpu_graphs_apply(device):
-            networks.update(graphs)
+        runtimes = self.__dict__.get("_cpu_runtimes")
+        if runtimes and device.type == "cpu":
+            networks.update(runtimes)
         return networks
 
     def _place(self, device: torch.device) -> None:
@@ -440,5 +545,5 @@ class VisionEnsemble:
         if getattr(self, "heads_", None) is not None:
             self._place(torch.device("cpu"))
         state = self.__dict__.copy()
-        state.pop("_cpu_graphs", None)  # oneDNN-layout weights of this machine: prepare() rebuilds them
+        state.pop("_cpu_runtimes", None)  # ONNX Runtime sessions of this machine: prepare() rebuilds them
         return state
