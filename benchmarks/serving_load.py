@@ -15,6 +15,7 @@ import base64
 import logging
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -188,14 +189,26 @@ def start_server(settings: Settings, workers: int, log_path: Path) -> tuple[subp
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited: {log_path.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                time.sleep(2.0 if workers > 1 else 0.0)  # let every worker finish loading
+            # Each worker loads its models (and times their runtimes) before it accepts requests and logs
+            # this line: measure only once every worker serves, not while one is still loading.
+            started = log_path.read_text(errors="replace").count("Application startup complete")
+            if started >= workers and httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return process, url
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
     process.kill()
     raise RuntimeError(f"serving not ready in 180 s: {log_path.read_text()[-2000:]}")
+
+
+def runtime_choices(log_path: Path) -> str:
+    """What the first worker to load chose per network (ONNX Runtime or torch, int8 or fp32), from its log."""
+    choices: dict[str, str] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = re.search(r"rakuten_ml\.models\.vision\.\w+: ((\S+) (at batch|on \d+ held-out).*)$", line)
+        if match and f"{match.group(2)}|{match.group(3)}" not in choices:
+            choices[f"{match.group(2)}|{match.group(3)}"] = match.group(1)
+    return "; ".join(choices.values()) + "." if choices else "none logged."
 
 
 def main() -> None:
@@ -225,15 +238,16 @@ def main() -> None:
         process, url = start_server(settings, args.workers, Path(tmp) / "uvicorn.log")
         try:
             served = [
-                drive(url, "API, text, 1 product/request", text, args.seconds, args.concurrency),
-                drive(url, "API, text + 500x500 JPEG, 1 product/request", image, args.seconds, args.concurrency),
+                (drive(url, "API, text, 1 product/request", text, args.seconds, args.concurrency), args.concurrency),
+                (drive(url, "API, text + 500x500 JPEG, 1 product/request", image, args.seconds, args.concurrency), args.concurrency),
                 # Four times the clients: more requests in flight make bigger micro-batches.
-                drive(url, "API, text + 500x500 JPEG, 1 product/request", image, args.seconds, 4 * args.concurrency),
-                drive(url, f"API, text, {args.batch} products/request", batches, args.seconds, args.concurrency),
+                (drive(url, "API, text + 500x500 JPEG, 1 product/request", image, args.seconds, 4 * args.concurrency), 4 * args.concurrency),
+                (drive(url, f"API, text, {args.batch} products/request", batches, args.seconds, args.concurrency), args.concurrency),
             ]
         finally:
             process.terminate()
             process.wait(timeout=30)
+        runtimes = runtime_choices(Path(tmp) / "uvicorn.log")
 
     header = ("| scenario | clients | requests | errors | requests/s | products/s | P50 ms | P95 ms | P99 ms | meets seed targets |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -250,7 +264,9 @@ def main() -> None:
         + ". Baselines run the same inputs through `classifier.predict` in-process, one caller, no HTTP.", "",
         header,
         *(b.row("1 (in-process)") for b in baselines),
-        *(s.row(str(clients)) for s, clients in zip(served, [args.concurrency, args.concurrency, 4 * args.concurrency, args.concurrency], strict=True)),
+        *(outcome.row(str(clients)) for outcome, clients in served),
+        *(["", "Vision runtimes chosen at load by the first worker (`RAKUTEN_VISION_CPU_RUNTIME=auto`): " + runtimes]
+          if "image" in modalities else []),
     ])
     print(table)
     # One section per registered model kind, so the text-only and the fused figures sit side by side.

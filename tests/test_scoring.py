@@ -44,6 +44,9 @@ def test_decoding_moves_to_a_worker_only_where_it_costs_more_than_the_networks(m
     light_networks = MeasuredVision(decode_s=0.001, networks_s=0.0005)
     assert decoding_workers(light_networks, 64) == 1  # one decoding process, the other cores infer
     assert light_networks.threads == 3 and torch.get_num_threads() == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    borderline = MeasuredVision(decode_s=0.00116, networks_s=0.00092)  # bf16 on 2 cores: expected 1.13x, measured 0.94x
+    assert decoding_workers(borderline, 64) == 0 and borderline.threads is None
     assert decoding_workers(SimpleNamespace(config=SimpleNamespace(device="cpu")), 64) == 0  # nothing measured
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert decoding_workers(MeasuredVision(decode_s=0.001, networks_s=0.0005), 64) == 0  # no core to spare

@@ -20,6 +20,9 @@ MIN_BATCH, MAX_BATCH = 8, 1024
 BYTES_PER_IMAGE_224 = 20 * 1024**2
 MEMORY_SHARE = 0.5
 MAX_GPU_DECODING_WORKERS = 8
+# A decoding worker takes a core from the networks and contends for memory bandwidth: it must be
+# expected to pay for that clearly (measured: an expected 1.13x was a 0.94x).
+MIN_PIPELINE_GAIN = 1.15
 
 
 def auto_batch_size(device: torch.device, image_size: int) -> int:
@@ -67,12 +70,12 @@ def tune_image_model(
 def decoding_workers(image_model: Any, batch: int) -> int:
     """DataLoader worker processes for batch scoring: decoding in them overlaps the networks.
 
-    On a GPU the networks are never the CPU's bottleneck: decode on all cores but one. On the CPU, the
-    networks and decoding share the cores: where decoding a photo costs less than the networks do
-    (fp32 and bf16 backbones), the main process decodes between batches on its thread pool and the
-    networks get every core; where it costs more (int8, small inputs), one worker decodes while the
-    networks run on the other cores. On 2 cores, int8 ResNet-18 at 64 px: 548 -> 748 photos/s, while
-    fp32 and bf16 lost 7-20% that way (benchmarks/RESULTS.md).
+    On a GPU the networks are never the CPU's bottleneck: decode on all cores but one. On the CPU the
+    networks and decoding share the cores. Between batches, on the main process's thread pool, a photo
+    costs ``decode + networks``; in one worker beside networks given the other cores, about
+    ``max(decode, networks * cores / (cores - 1))``. The worker is used where that is at least
+    :data:`MIN_PIPELINE_GAIN` times faster: on 2 cores, int8 ResNet-18 at 64 px went from 548 to 748
+    photos/s, while fp32 and bf16 backbones, which cost more than decoding, lost 7-20% that way.
     """
     cores = os.cpu_count() or 1
     device = select_device(image_model.config.device)
@@ -82,15 +85,16 @@ def decoding_workers(image_model: Any, batch: int) -> int:
     if measured is None or cores < 2:
         return 0
     decode, networks = measured
-    if decode < networks:
-        log.info("decoding %.2f ms < networks %.2f ms per photo: decoding between batches, %d torch threads",
-                 decode * 1e3, networks * 1e3, torch.get_num_threads())
+    gain = (decode + networks) / max(decode, networks * cores / (cores - 1))
+    if gain < MIN_PIPELINE_GAIN:
+        log.info("decoding %.2f ms, networks %.2f ms per photo: a decoding worker would gain %.2fx; decoding "
+                 "between batches, %d torch threads", decode * 1e3, networks * 1e3, gain, torch.get_num_threads())
         return 0
     threads = cores - 1
     torch.set_num_threads(threads)  # this process scores: its torch threads are the networks'
     image_model.set_cpu_threads(threads)
-    log.info("decoding %.2f ms >= networks %.2f ms per photo: 1 decoding worker beside %d inference thread(s)",
-             decode * 1e3, networks * 1e3, threads)
+    log.info("decoding %.2f ms, networks %.2f ms per photo: 1 decoding worker beside %d inference thread(s) "
+             "(%.2fx expected)", decode * 1e3, networks * 1e3, threads, gain)
     return 1
 
 

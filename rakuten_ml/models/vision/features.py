@@ -34,6 +34,7 @@ FEATURE_PREFIX = "features"
 # Bump when preprocessing (crop, resize, normalisation) changes: cached features become stale.
 PREPROCESSING_VERSION = 1
 MISSING_IMAGE_ID = "none"
+MIN_IMAGES_PER_WORKER_BATCHES = 2
 
 
 def cpu_has_native_bf16() -> bool:
@@ -125,7 +126,10 @@ def run_batches(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """:func:`run_loader` over images: each one is decoded once for all modules."""
     dataset = ImageDataset(images, image_size=image_size, store=store)
-    loader = make_loader(dataset, batch_size=batch_size, device=device, num_workers=num_workers)
+    # A worker process overlaps decoding with the networks from the second batch on; for fewer images
+    # (a nightly rerun's few new photos, a serving micro-batch) its start-up costs more than it overlaps.
+    workers = num_workers if len(images) > MIN_IMAGES_PER_WORKER_BATCHES * batch_size else 0
+    loader = make_loader(dataset, batch_size=batch_size, device=device, num_workers=workers)
     return run_loader(modules, loader, device, cpu_bf16)
 
 

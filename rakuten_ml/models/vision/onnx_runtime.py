@@ -79,6 +79,8 @@ def export_onnx(network: nn.Module, image_size: int) -> bytes:
     """The network as an ONNX model with a dynamic batch dimension (torch's ``torch.export`` exporter)."""
     network.eval()
     example = torch.zeros(2, 3, image_size, image_size)  # a batch of one would be specialised to 1
+    for chatty in ("onnxscript", "onnx_ir"):  # dozens of INFO lines per export about their own passes
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter warns about timm internals it handles
         program = torch.onnx.export(
