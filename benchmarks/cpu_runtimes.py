@@ -79,8 +79,8 @@ def main() -> None:
         f"of {args.repeats} passes after a warm-up (speed-up vs torch fp32 in the same row). ORT = ONNX Runtime.",
         "At load, serving (batch 4) and batch scoring (their batch) time each network against its ONNX Runtime "
         "session and keep the session only where it is at least 1.1x faster. int8 is opt-in: weights per channel, "
-        "activations calibrated on validation photos, each member kept in int8 only where its predictions agree "
-        "with fp32 on 97% of other held-out photos.",
+        "activations calibrated on labelled validation photos, each member kept in int8 only where its accuracy on "
+        "other held-out photos stays within 2 points of fp32's.",
         "",
         f"| profile | member | backbone | input | batch | {' | '.join(labels)} |",
         "| --- | --- | --- | --- | --- |" + " --- |" * len(labels),

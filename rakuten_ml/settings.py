@@ -59,14 +59,15 @@ class Settings(BaseSettings):
     vision_cpu_runtime: Literal["auto", "torch", "onnxruntime"] = Field(
         default="auto",
         description="Inference runtime of the vision networks on CPU: auto = ONNX Runtime for each network it makes "
-        "at least 1.1x faster at the batch size in use, timed at load (3-6x for single photos, 1.0-1.9x for "
-        "batches of 64); torch = eager PyTorch; onnxruntime = ONNX Runtime wherever the export is exact.",
+        "at least 1.1x faster at the batch size in use, timed at load (2-4x for single 64 px photos, 1.0-1.9x "
+        "for batches); torch = eager PyTorch; onnxruntime = ONNX Runtime wherever the export is exact.",
     )
     vision_cpu_int8: Literal["off", "on"] = Field(
         default="off",
         description="on = run the vision networks in int8 on CPU (ONNX Runtime static quantization calibrated on "
-        "validation photos kept with the model; ResNets about 3x faster on VNNI CPUs), each only where its "
-        "member's predictions agree with fp32 on 97% of other held-out photos. Needs a model trained by this version.",
+        "labelled validation photos kept with the model; ResNets about 3x faster on VNNI CPUs), each only where "
+        "its member's accuracy on other held-out labelled photos stays within 2 points of fp32's. Needs a model "
+        "trained by this version.",
     )
     vision_weights: str = Field(
         default="", description="Local weights per member, 'efficientnet=/w/effnet.pth,cnn-xgb=/w/resnet50.safetensors' (no downloads)."

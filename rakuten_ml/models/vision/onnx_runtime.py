@@ -2,16 +2,17 @@
 checked against itself, and kept only where it is faster on this machine; optionally in int8.
 
 Eager PyTorch dispatches every operator from Python. At the batch sizes of online serving (one to
-eight photos) that overhead is most of a forward pass, and ONNX Runtime's fused kernels run the same
-networks 3-6x faster. On batches of 64 the gap narrows to 1.0-1.9x, and torch's bf16 autocast wins on
+eight photos) that overhead is much of a forward pass, and ONNX Runtime's fused kernels run the same
+small networks 2-4x faster. On batches the gap narrows to 1.0-1.9x, and torch's bf16 autocast wins on
 CPUs with native bf16 (``benchmarks/RESULTS.md``, section ``cpu_runtimes``). So each network is timed
 against its session at the batch size it will see, and the session is kept only where it is at least
 :data:`MIN_SPEEDUP` times faster.
 
 int8 (``RAKUTEN_VISION_CPU_INT8=on``): static quantization, weights per channel and activations
-calibrated on validation photos stored with the model. The CPU's VNNI instructions then run ResNets
-about 3x faster than fp32. The caller's ``int8_check`` decides whether a quantized network still
-predicts like the original on other held-out photos; where it does not, the fp32 session is tried.
+calibrated on labelled validation photos stored with the model. The CPU's VNNI instructions then run
+ResNets about 3x faster than fp32. The caller's ``int8_check`` decides whether the quantized network
+is still accurate enough on other held-out photos (``VisionEnsemble`` allows 2 points of accuracy);
+where it is not, the exact fp32 session is used.
 """
 
 from __future__ import annotations
