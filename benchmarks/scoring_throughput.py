@@ -78,7 +78,7 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
     train_and_register(platform, snapshot_id=mm_snapshot, modalities=("text", "image"))
     fused = resolve_model(platform.settings)
     products = load_products(platform.store, mm_snapshot)
-    naive = sorted(naive_loop(platform, fused, products.head(min(300, n_products))) for _ in range(3))[1]
+    naive = _median_of_3(lambda _i: naive_loop(platform, fused, products.head(min(300, n_products))))
     rows = [f"| naive: one product at a time, model reloaded per 500 (as the registry loads it: eager torch; median of 3) "
             f"| {naive:,.1f} | 1.0x |"]
     codes = {}
@@ -130,8 +130,8 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
         + (f"Top-1 agreement of the predictions with torch fp32 on these {n_products:,} products: {agreement}" if agreement else "")
         + (f"Decoding workers chosen at load: {worker_lines}. " if worker_lines else "")
         + "Batched: images decoded at reduced JPEG scale (on a thread pool, or in a worker process beside the "
-        "networks where decoding costs more than they do), one backbone pass per batch of 64, text vectorised per partition, predictions upserted and written to Parquet. Nightly "
-        "reruns read the image model's stored output for photos this model version already scored "
+        "networks where decoding costs more than they do), one backbone pass per batch of 64, text vectorised "
+        "per partition, predictions upserted and written to Parquet. Nightly reruns read the image model's stored output for photos this model version already scored "
         "(`image_scores`, keyed by SHA-256 and precision); text, fusion and the written predictions are "
         "computed afresh. The 90% row forgets a random tenth of the stored outputs before each run.",
     ]
@@ -150,14 +150,20 @@ class MessageLog(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _median_of_3(measure: Callable[[int], float]) -> float:
+    """The middle of three measurements (``measure`` gets the attempt number): one slow outlier on a shared
+    machine does not move it."""
+    return sorted(measure(i) for i in range(3))[1]
+
+
 def _median_rate(platform: Platform, snapshot_id: str, model: ResolvedModel, run_prefix: str,
                  before: Callable[[], None] | None = None) -> float:
-    rates = []
-    for i in range(3):
+    def measure(i: int) -> float:
         if before is not None:
             before()
-        rates.append(batched_rate(platform, snapshot_id, model, f"{run_prefix}-{i}")[0])
-    return sorted(rates)[1]
+        return batched_rate(platform, snapshot_id, model, f"{run_prefix}-{i}")[0]
+
+    return _median_of_3(measure)
 
 
 def _forget_image_outputs(platform: Platform, share: float) -> None:

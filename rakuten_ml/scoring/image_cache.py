@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from rakuten_ml.models.vision.backbones import select_device
-from rakuten_ml.models.vision.features import PREPROCESSING_VERSION, precision_tag
+from rakuten_ml.models.vision.features import PREPROCESSING_VERSION
 from rakuten_ml.storage.database import image_scores, upsert
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,11 @@ LOOKUP_CHUNK = 5_000  # digests per SELECT ... IN: bounded statement size on any
 
 def output_tag(image_model: Any) -> str | None:
     """What an image model's outputs depend on besides its version and the image: the precision it
-    runs in here and the preprocessing code version. ``None`` for a model without a vision config."""
+    runs in here and the preprocessing code version. ``None`` for a model that does not say its precision."""
     config = getattr(image_model, "config", None)
-    if config is None or not hasattr(config, "cpu_bf16"):
+    if config is None or not hasattr(image_model, "precision"):
         return None
-    device = select_device(config.device)
-    precision = image_model.precision(device) if hasattr(image_model, "precision") else precision_tag(device, bool(config.cpu_bf16))
-    return f"{precision}-p{PREPROCESSING_VERSION}"
+    return f"{image_model.precision(select_device(config.device))}-p{PREPROCESSING_VERSION}"
 
 
 @dataclass

@@ -101,12 +101,15 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, bool]]):
         return list(decode_pool().map(self.__getitem__, indices))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, bool]:
-        data = load_image_bytes(self.items[index], self.store)
-        tensor = preprocess(data, self.transform, draft_size=DRAFT_FACTOR * self.image_size)
+        tensor = self.decode(load_image_bytes(self.items[index], self.store))
         label = NO_LABEL if self.labels is None else int(self.labels[index])
         if tensor is None:
             return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), label, False
         return tensor, label, True
+
+    def decode(self, data: bytes | None) -> torch.Tensor | None:
+        """Encoded bytes -> uint8 tensor (3, size, size) as this dataset preprocesses them; ``None`` when unusable."""
+        return preprocess(data, self.transform, draft_size=DRAFT_FACTOR * self.image_size)
 
 
 def make_loader(

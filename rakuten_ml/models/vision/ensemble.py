@@ -26,12 +26,12 @@ from rakuten_ml.errors import ConfigurationError, TrainingError
 from rakuten_ml.labels import DEFAULT_MAPPING, LabelMapping
 from rakuten_ml.models.calibration import softmax
 from rakuten_ml.models.vision.backbones import Backbone, check_backbone_name, load_backbone, select_device
-from rakuten_ml.models.vision.dataset import DRAFT_FACTOR, ImageDataset, ImageItem, check_items, load_image_bytes
+from rakuten_ml.models.vision.dataset import ImageDataset, ImageItem, check_items, load_image_bytes
 from rakuten_ml.models.vision.features import FeatureExtractor, autocast, cached_features, precision_tag, run_batches
 from rakuten_ml.models.vision.finetune import MaskedClassifier, TrainConfig, fine_tune, seed_everything, weighted_f1
 from rakuten_ml.models.vision.heads import MLPHead, XGBoostHead
-from rakuten_ml.models.vision.onnx_runtime import CALIBRATION_BATCH, MAX_PROBE_PIXELS, faster_onnx_networks
-from rakuten_ml.models.vision.preprocessing import build_transform, normalize_batch, preprocess
+from rakuten_ml.models.vision.onnx_runtime import CALIBRATION_BATCH, faster_onnx_networks, probe_batch_size
+from rakuten_ml.models.vision.preprocessing import normalize_batch
 from rakuten_ml.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -398,6 +398,8 @@ class VisionEnsemble:
         if not runtime_batch or device.type != "cpu" or runtime == "torch":
             return
         calibration = self._calibration_tensors() if int8 else None
+        if calibration is not None and len(calibration) < 2:  # one photo cannot both calibrate and check
+            calibration = None
         if int8 and calibration is None:
             log.warning("int8 asked for, but this model was fitted before labelled calibration photos were kept with "
                         "it; it runs in fp32 (retrain it to run in int8)")
@@ -421,17 +423,14 @@ class VisionEnsemble:
         (one decoding thread; the networks as :meth:`prepare` left them, on a batch of up to
         ``batch_size``): batch scoring decides from them whether to decode beside the networks
         (``rakuten_ml.scoring.device``). ``None`` for a model fitted without calibration photos."""
-        images = (self.__dict__.get("calibration_images_") or [])[:DECODE_PROBE_IMAGES]
-        if not images:
-            return None
-        dataset = ImageDataset(images, image_size=self.config.image_size)
         started = time.perf_counter()
-        decoded = torch.stack([dataset[i][0] for i in range(len(dataset))])
-        decode = (time.perf_counter() - started) / len(images)
+        decoded = self._calibration_tensors(DECODE_PROBE_IMAGES)
+        if decoded is None:
+            return None
+        decode = (time.perf_counter() - started) / len(decoded)
         device = select_device(self.config.device)
         self._place(device)
-        size = self.config.image_size
-        n = max(1, min(batch_size, MAX_PROBE_PIXELS // (size * size)))
+        n = probe_batch_size(batch_size, self.config.image_size)
         x = normalize_batch(decoded.repeat((n + len(decoded) - 1) // len(decoded), 1, 1, 1)[:n].to(device))
         networks = self._inference_networks(device).values()
         with torch.inference_mode(), autocast(device, self.config.cpu_bf16):
@@ -455,20 +454,21 @@ class VisionEnsemble:
         tensors' size) and their class indices, in a seeded order."""
         kept: list[bytes] = []
         codes: list[int] = []
-        transform = build_transform(self.config.image_size)
+        dataset = ImageDataset(images, image_size=self.config.image_size, store=store)
         for i in np.random.default_rng(self.config.seed).permutation(len(images)):
             data = load_image_bytes(images[i], store)
-            if data is not None and preprocess(data, transform, draft_size=DRAFT_FACTOR * self.config.image_size) is not None:
+            if dataset.decode(data) is not None:  # None for a missing or undecodable photo
                 kept.append(data)
                 codes.append(int(y_idx[i]))
             if len(kept) == CALIBRATION_IMAGES:
                 break
         return kept, np.asarray(codes, dtype=np.int64)
 
-    def _calibration_tensors(self) -> torch.Tensor | None:
-        """The calibration photos preprocessed (uint8); ``None`` for a model fitted without them."""
-        images = self.__dict__.get("calibration_images_")
-        if not images or len(images) < 2:
+    def _calibration_tensors(self, limit: int | None = None) -> torch.Tensor | None:
+        """The first ``limit`` (default: all) calibration photos preprocessed (uint8); ``None`` for a model
+        fitted without them."""
+        images = (self.__dict__.get("calibration_images_") or [])[:limit]
+        if not images:
             return None
         dataset = ImageDataset(images, image_size=self.config.image_size)
         return torch.stack([dataset[i][0] for i in range(len(dataset))])

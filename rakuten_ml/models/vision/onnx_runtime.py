@@ -121,6 +121,11 @@ def quantize_int8(model: bytes, calibration_images: torch.Tensor) -> bytes:
         return quantized.read_bytes()
 
 
+def probe_batch_size(batch_size: int, image_size: int) -> int:
+    """Images in a timing probe: ``batch_size``, capped at :data:`MAX_PROBE_PIXELS`."""
+    return max(1, min(batch_size, MAX_PROBE_PIXELS // (image_size * image_size)))
+
+
 def _seconds(network: nn.Module, probe: torch.Tensor, cpu_bf16: bool) -> float:
     started = time.perf_counter()
     with autocast(torch.device("cpu"), cpu_bf16):
@@ -185,7 +190,7 @@ def faster_onnx_networks(
         raise ValueError(f"runtime={runtime!r}; choose among {RUNTIMES}")
     if runtime == "torch":
         return {}
-    batch = max(1, min(batch_size, MAX_PROBE_PIXELS // (image_size * image_size)))
+    batch = probe_batch_size(batch_size, image_size)
     generator = torch.Generator().manual_seed(PROBE_SEED)
     probe = normalize_batch(torch.randint(0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8, generator=generator))
     threads = torch.get_num_threads()
