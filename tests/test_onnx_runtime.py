@@ -61,6 +61,16 @@ def test_export_runs_any_batch_size_with_the_networks_outputs() -> None:
         pickle.dumps(session)  # a session never travels: VisionEnsemble drops it before pickling
 
 
+def test_sessions_take_the_thread_count_and_never_spin() -> None:
+    """Spinning threads would hold the cores while the ensemble's next network or torch heads run."""
+    session = OnnxNetwork(export_onnx(SmallCnn().eval(), 16), output_dim=8, precision="fp32", threads=1)
+    for threads in (1, 3):
+        session.set_threads(threads)
+        options = session.session.get_session_options()
+        assert options.intra_op_num_threads == threads
+        assert options.get_session_config_entry(onnx_runtime.SPINNING_KEY) == "0"
+
+
 def test_network_that_does_not_export_runs_in_torch(caplog) -> None:
     caplog.set_level(logging.WARNING, logger=onnx_runtime.__name__)
     assert faster_onnx_networks({"odd": DataDependent().eval()}, image_size=16, batch_size=2, runtime="onnxruntime") == {}

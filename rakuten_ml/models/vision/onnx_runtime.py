@@ -44,6 +44,7 @@ PROBE_SEED = 0
 RTOL, ATOL_SHARE = 1e-3, 1e-4
 CALIBRATION_BATCH = 16  # calibration images per session run while collecting activation ranges
 INPUT_NAME, OUTPUT_NAME = "images", "outputs"
+SPINNING_KEY = "session.intra_op.allow_spinning"
 
 Int8Check = Callable[[str, nn.Module], bool]
 
@@ -67,7 +68,10 @@ class OnnxNetwork(nn.Module):
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
-        # Session threads spin between operators (ORT's default): sleeping made single photos 2x slower.
+        # No spinning: by default a session's threads spin on the cores after each run, while the
+        # ensemble's next session, its torch heads or the decoding threads need them. With two threads
+        # that made a micro-batch of four photos 2.8x slower (``benchmarks/RESULTS.md``, cpu_runtimes).
+        options.add_session_config_entry(SPINNING_KEY, "0")
         self.session = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
         self.threads = max(1, threads)
 
