@@ -69,6 +69,14 @@ class Settings(BaseSettings):
         "its member's accuracy on other held-out labelled photos stays within 2 points of fp32's. Needs a model "
         "trained by this version.",
     )
+    vision_onnx_cache_dir: Path | None = Field(
+        default=None,
+        description="Folder of ONNX exports (and int8 models) keyed by the networks' weights, so that a restarted "
+        "serving worker or scoring run skips the export; unset = <home>/cache/onnx. Share it between pods on a volume.",
+    )
+    vision_onnx_cache_mb: int = Field(
+        default=4096, ge=0, description="Size bound of that folder (least recently used exports go first); 0 = no cache.",
+    )
     vision_weights: str = Field(
         default="", description="Local weights per member, 'efficientnet=/w/effnet.pth,cnn-xgb=/w/resnet50.safetensors' (no downloads)."
     )
@@ -195,6 +203,13 @@ class Settings(BaseSettings):
     @property
     def catalogue_url(self) -> str:
         return join_url(self.object_store_url, self.catalogue_prefix)
+
+    @property
+    def onnx_cache_dir(self) -> Path | None:
+        """Where ONNX exports are kept, or ``None`` when the cache is off (``vision_onnx_cache_mb=0``)."""
+        if self.vision_onnx_cache_mb == 0:
+            return None
+        return (self.vision_onnx_cache_dir or self.home / "cache" / "onnx").expanduser()
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import pandas as pd
 from rakuten_ml.errors import ModelLoadError
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
-from rakuten_ml.scoring.device import tune_image_model
+from rakuten_ml.scoring.device import onnx_export_cache, tune_image_model
 from rakuten_ml.settings import Settings
 from serving.metrics import ServingMetrics
 
@@ -96,7 +96,7 @@ def load_checked(settings: Settings, resolved: ResolvedModel) -> Any:
     # ONNX Runtime sessions are timed on micro-batches of a few requests, the batches serving runs.
     tune_image_model(getattr(classifier, "image_model", None), num_workers=0, cpu_bf16=settings.vision_cpu_bf16,
                      cpu_runtime=settings.vision_cpu_runtime, cpu_int8=settings.vision_cpu_int8,
-                     probe_batch=SERVING_PROBE_BATCH)
+                     probe_batch=SERVING_PROBE_BATCH, onnx_cache=onnx_export_cache(settings))
     try:
         out = classifier.predict(pd.DataFrame({"designation": ["smoke test"], "description": [""]}), None)
         missing = {"prdtypecode", "probability", "decision", "modality"} - set(out.columns)

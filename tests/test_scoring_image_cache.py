@@ -131,6 +131,9 @@ def test_nightly_rerun_sends_only_unseen_photos_through_the_image_model(tmp_path
     with platform.engine.connect() as conn:
         tags = dict(conn.execute(sa.select(image_scores.c.precision, sa.func.count()).group_by(image_scores.c.precision)).all())
     assert tags == {"fp32-p1": len(with_image) - len(broken), "fp32+int8-p1": len(with_image) - len(broken)}
+    # the exports (fp32 and int8, per network) were kept for the next scoring task's load
+    cached = list((platform.settings.home / "cache" / "onnx").glob("*.onnx"))
+    assert len([p for p in cached if "-int8-" in p.name]) == len(classifier.image_model._networks())
 
 
 def test_a_complete_run_following_the_aliases_drops_retired_versions_outputs(tmp_path) -> None:  # noqa: ANN001

@@ -170,7 +170,10 @@ def test_serving_prepares_the_image_model_for_its_micro_batches(tmp_path, monkey
     monkeypatch.setattr("serving.model_manager.load_classifier", lambda s, r: classifier)
     settings = Settings(home=tmp_path, vision_cpu_runtime="onnxruntime", vision_cpu_int8="on", vision_cpu_bf16="off")
     assert load_checked(settings, ResolvedModel("m", "9", None)) is classifier
-    assert classifier.image_model.prepared == {"runtime_batch": SERVING_PROBE_BATCH, "runtime": "onnxruntime", "int8": True}
+    prepared = dict(classifier.image_model.prepared)
+    cache = prepared.pop("onnx_cache")
+    assert prepared == {"runtime_batch": SERVING_PROBE_BATCH, "runtime": "onnxruntime", "int8": True}
+    assert cache.directory == tmp_path / "cache" / "onnx"  # exports kept for the next worker start
     assert classifier.image_model.config.num_workers == 0 and classifier.image_model.config.cpu_bf16 is False
 
 

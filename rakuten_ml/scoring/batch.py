@@ -24,7 +24,7 @@ from rakuten_ml.models.fusion import fuse_probabilities
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
-from rakuten_ml.scoring.device import halve_batch_size, tune_image_model
+from rakuten_ml.scoring.device import halve_batch_size, onnx_export_cache, tune_image_model
 from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
 from rakuten_ml.scoring.metrics import textfile_path, write_textfile
 from rakuten_ml.scoring.partitions import Partition, plan_partitions
@@ -109,7 +109,7 @@ def _classifier(platform: Platform, model: ResolvedModel) -> Any:
         classifier = load_classifier(platform.settings, model)
         tune_image_model(getattr(classifier, "image_model", None), num_workers=settings.vision_num_workers,
                          cpu_bf16=settings.vision_cpu_bf16, cpu_runtime=settings.vision_cpu_runtime,
-                         cpu_int8=settings.vision_cpu_int8)
+                         cpu_int8=settings.vision_cpu_int8, onnx_cache=onnx_export_cache(settings))
         _MODEL_CACHE[key] = classifier
     return _MODEL_CACHE[key]
 

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from rakuten_ml.models.vision.backbones import select_device
+from rakuten_ml.models.vision.onnx_cache import OnnxExportCache
+from rakuten_ml.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,15 @@ def auto_batch_size(device: torch.device, image_size: int) -> int:
     return size
 
 
+def onnx_export_cache(settings: Settings) -> OnnxExportCache | None:
+    """The settings' ONNX export cache, or ``None`` where it is off."""
+    directory = settings.onnx_cache_dir
+    return None if directory is None else OnnxExportCache(directory, settings.vision_onnx_cache_mb * 1024**2)
+
+
 def tune_image_model(
     image_model: Any, *, num_workers: int | None, cpu_bf16: str, cpu_runtime: str, cpu_int8: str,
-    probe_batch: int | None = None,
+    probe_batch: int | None = None, onnx_cache: OnnxExportCache | None = None,
 ) -> None:
     """Set the inference batch size, DataLoader workers and CPU precision of a loaded vision ensemble
     in place: what suits the machine that scores, not the one that trained. ``num_workers=None``
@@ -49,7 +57,8 @@ def tune_image_model(
 
     On the CPU, ``cpu_runtime`` ``auto`` also runs each network in ONNX Runtime where that is faster
     at ``probe_batch`` images (default: the inference batch size), timed at load; ``cpu_int8="on"``
-    quantizes them where the predictions survive it (:mod:`rakuten_ml.models.vision.onnx_runtime`).
+    quantizes them where the predictions survive it (:mod:`rakuten_ml.models.vision.onnx_runtime`);
+    ``onnx_cache`` keeps the exports for the next load.
     """
     if image_model is None or not hasattr(image_model, "config"):
         return
@@ -61,7 +70,8 @@ def tune_image_model(
         config, inference_batch_size=batch, num_workers=num_workers or 0, cpu_bf16=resolve_cpu_bf16(cpu_bf16)
     )
     if hasattr(image_model, "prepare"):
-        image_model.prepare(runtime_batch=probe_batch or batch, runtime=cpu_runtime, int8=cpu_int8 == "on")
+        image_model.prepare(runtime_batch=probe_batch or batch, runtime=cpu_runtime, int8=cpu_int8 == "on",
+                            onnx_cache=onnx_cache)
     if num_workers is None:
         workers = decoding_workers(image_model, batch)
         image_model.config = dataclasses.replace(image_model.config, num_workers=workers)

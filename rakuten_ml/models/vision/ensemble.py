@@ -30,6 +30,7 @@ from rakuten_ml.models.vision.dataset import ImageDataset, ImageItem, check_item
 from rakuten_ml.models.vision.features import FeatureExtractor, autocast, cached_features, precision_tag, run_batches
 from rakuten_ml.models.vision.finetune import MaskedClassifier, TrainConfig, fine_tune, seed_everything, weighted_f1
 from rakuten_ml.models.vision.heads import MLPHead, XGBoostHead
+from rakuten_ml.models.vision.onnx_cache import OnnxExportCache
 from rakuten_ml.models.vision.onnx_runtime import CALIBRATION_BATCH, faster_onnx_networks, probe_batch_size
 from rakuten_ml.models.vision.preprocessing import normalize_batch
 from rakuten_ml.storage.object_store import ObjectStore
@@ -381,7 +382,7 @@ class VisionEnsemble:
 
     def prepare(
         self, device: torch.device | None = None, *, runtime_batch: int | None = None, runtime: str = "auto",
-        int8: bool = False,
+        int8: bool = False, onnx_cache: OnnxExportCache | None = None,
     ) -> None:
         """Place the networks for inference now (servers call it once at load): predictions then only
         read the weights, so concurrent requests never see a network half-moved.
@@ -389,7 +390,7 @@ class VisionEnsemble:
         With ``runtime_batch``, on the CPU, each network is also exported to ONNX Runtime and the
         session kept where it is faster at that batch size on this machine (``runtime="auto"``) or
         always (``"onnxruntime"``); ``int8`` quantizes it first where the member's predictions
-        survive it (:mod:`rakuten_ml.models.vision.onnx_runtime`).
+        survive it (:mod:`rakuten_ml.models.vision.onnx_runtime`); ``onnx_cache`` saves redoing exports.
         """
         self._check_fitted()
         device = device or select_device(self.config.device)
@@ -407,6 +408,7 @@ class VisionEnsemble:
             self._networks(), image_size=self.config.image_size, batch_size=runtime_batch, runtime=runtime,
             cpu_bf16=self.config.cpu_bf16, calibration_images=None if calibration is None else calibration[0::2],
             int8_check=None if calibration is None else functools.partial(self._int8_check, calibration[1::2]),
+            cache=onnx_cache,
         ))
 
     def precision(self, device: torch.device) -> str:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from rakuten_ml.models.vision.features import autocast
+from rakuten_ml.models.vision.onnx_cache import OnnxExportCache, network_digest, tensor_digest
 from rakuten_ml.models.vision.preprocessing import normalize_batch
 
 log = logging.getLogger(__name__)
@@ -137,36 +138,94 @@ def _seconds(network: nn.Module, probe: torch.Tensor, cpu_bf16: bool) -> float:
     return time.perf_counter() - started
 
 
-def _same_outputs(member: str, network: nn.Module, session: OnnxNetwork, probe: torch.Tensor) -> bool:
+def _max_difference(network: nn.Module, session: OnnxNetwork, probe: torch.Tensor) -> float | None:
+    """``None`` when ``session`` computes what ``network`` does on ``probe``, else the largest difference."""
     expected, got = network(probe).float(), session(probe)
     scale = float(expected.abs().max()) or 1.0
-    if torch.allclose(expected, got, rtol=RTOL, atol=ATOL_SHARE * scale):
-        return True
-    log.warning("%s: the ONNX export differs from the network (max |diff| %.3g); it runs in torch", member,
-                float((expected - got).abs().max()))
-    return False
+    if got.shape == expected.shape and torch.allclose(expected, got, rtol=RTOL, atol=ATOL_SHARE * scale):
+        return None
+    return float((expected - got).abs().max()) if got.shape == expected.shape else float("inf")
+
+
+def _cached_session(
+    member: str, network: nn.Module, probe: torch.Tensor, cache: OnnxExportCache, key: str, *, precision: str,
+    threads: int,
+) -> tuple[bytes, OnnxNetwork] | None:
+    """A session from the cache entry ``key``; an entry ONNX Runtime cannot load is removed. fp32
+    entries are also checked against the network (int8 ones go through the caller's accuracy check)."""
+    model = cache.get(key)
+    if model is None:
+        return None
+    try:
+        session = OnnxNetwork(model, output_dim=int(network.output_dim), precision=precision, threads=threads)
+        if precision != "fp32" or _max_difference(network, session, probe) is None:
+            log.debug("%s: %s ONNX model read from the export cache", member, precision)
+            return model, session
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types on a damaged model
+        log.warning("%s: the cached %s ONNX model cannot be loaded (%s: %s); exporting again", member, precision,
+                    type(exc).__name__, exc)
+    cache.discard(key)
+    return None
+
+
+def _fp32_session(
+    member: str, network: nn.Module, probe: torch.Tensor, *, image_size: int, threads: int,
+    cache: OnnxExportCache | None,
+) -> tuple[bytes, OnnxNetwork, str] | None:
+    """``(model, session, cache key)`` of the network's fp32 export (from the cache where it holds it);
+    ``None`` where the network does not export or its export computes something else."""
+    key = network_digest(network, image_size) if cache is not None else ""
+    if cache is not None and (hit := _cached_session(member, network, probe, cache, key, precision="fp32",
+                                                     threads=threads)):
+        return *hit, key
+    try:
+        model = export_onnx(network, image_size)
+        session = OnnxNetwork(model, output_dim=int(network.output_dim), precision="fp32", threads=threads)
+    except Exception as exc:  # noqa: BLE001 - torch.export and onnxruntime raise many types on unsupported code
+        log.warning("%s cannot run in ONNX Runtime (%s: %s); it runs in torch", member, type(exc).__name__, exc)
+        return None
+    difference = _max_difference(network, session, probe)
+    if difference is not None:
+        log.warning("%s: the ONNX export differs from the network (max |diff| %.3g); it runs in torch", member,
+                    difference)
+        return None
+    if cache is not None:
+        cache.put(key, model)
+    return model, session, key
+
+
+def _int8_session(
+    member: str, network: nn.Module, probe: torch.Tensor, model: bytes, calibration_images: torch.Tensor, *,
+    threads: int, cache: OnnxExportCache | None, fp32_key: str,
+) -> OnnxNetwork:
+    """The quantized session (from the cache where it holds this network and calibration set); raises
+    where the quantizer cannot handle the network."""
+    key = f"{fp32_key}-int8-{tensor_digest(calibration_images)}" if cache is not None else ""
+    if cache is not None and (hit := _cached_session(member, network, probe, cache, key, precision="int8",
+                                                     threads=threads)):
+        return hit[1]
+    quantized = quantize_int8(model, calibration_images)
+    session = OnnxNetwork(quantized, output_dim=int(network.output_dim), precision="int8", threads=threads)
+    if cache is not None:
+        cache.put(key, quantized)
+    return session
 
 
 def _candidate(
     member: str, network: nn.Module, probe: torch.Tensor, *, image_size: int, threads: int,
-    calibration_images: torch.Tensor | None, int8_check: Int8Check | None,
+    calibration_images: torch.Tensor | None, int8_check: Int8Check | None, cache: OnnxExportCache | None = None,
 ) -> OnnxNetwork | None:
     """The int8 session where asked for and it passes ``int8_check``, else the fp32 one; ``None``
     where the network does not export or its export computes something else."""
-    output_dim = int(network.output_dim)
-    try:
-        model = export_onnx(network, image_size)
-        fp32 = OnnxNetwork(model, output_dim=output_dim, precision="fp32", threads=threads)
-    except Exception as exc:  # noqa: BLE001 - torch.export and onnxruntime raise many types on unsupported code
-        log.warning("%s cannot run in ONNX Runtime (%s: %s); it runs in torch", member, type(exc).__name__, exc)
+    exported = _fp32_session(member, network, probe, image_size=image_size, threads=threads, cache=cache)
+    if exported is None:
         return None
-    if not _same_outputs(member, network, fp32, probe):
-        return None
+    model, fp32, key = exported
     if int8_check is None or calibration_images is None:
         return fp32
     try:
-        int8 = OnnxNetwork(quantize_int8(model, calibration_images), output_dim=output_dim, precision="int8",
-                           threads=threads)
+        int8 = _int8_session(member, network, probe, model, calibration_images, threads=threads, cache=cache,
+                             fp32_key=key)
     except Exception as exc:  # noqa: BLE001 - the quantizer raises many types on operators it does not know
         log.warning("%s cannot be quantized to int8 (%s: %s); trying fp32", member, type(exc).__name__, exc)
         return fp32
@@ -182,12 +241,14 @@ def faster_onnx_networks(
     cpu_bf16: bool = False,
     calibration_images: torch.Tensor | None = None,
     int8_check: Int8Check | None = None,
+    cache: OnnxExportCache | None = None,
 ) -> dict[str, OnnxNetwork]:
     """member -> ONNX Runtime session, for the members that export with the same outputs and, with
     ``runtime="auto"``, run at least :data:`MIN_SPEEDUP` times faster than the network (in bf16 when
     ``cpu_bf16``) on a batch of ``batch_size`` random images; ``runtime="onnxruntime"`` keeps every one.
 
-    With ``int8_check`` and ``calibration_images``, each network is tried in int8 first. Networks must
+    With ``int8_check`` and ``calibration_images``, each network is tried in int8 first. With ``cache``,
+    exports (and int8 models) are read from and written to it instead of being redone. Networks must
     already be on the CPU in eval mode (``VisionEnsemble.prepare`` places them).
     """
     if runtime not in RUNTIMES:
@@ -202,7 +263,7 @@ def faster_onnx_networks(
     with torch.inference_mode():
         for member, network in networks.items():
             session = _candidate(member, network, probe, image_size=image_size, threads=threads,
-                                 calibration_images=calibration_images, int8_check=int8_check)
+                                 calibration_images=calibration_images, int8_check=int8_check, cache=cache)
             if session is None:
                 continue
             if runtime == "onnxruntime":
