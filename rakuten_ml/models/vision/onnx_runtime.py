@@ -158,14 +158,19 @@ def _cached_session(
         return None
     try:
         session = OnnxNetwork(model, output_dim=int(network.output_dim), precision=precision, threads=threads)
-        if precision != "fp32" or _max_difference(network, session, probe) is None:
-            log.debug("%s: %s ONNX model read from the export cache", member, precision)
-            return model, session
+        difference = _max_difference(network, session, probe) if precision == "fp32" else None
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types on a damaged model
         log.warning("%s: the cached %s ONNX model cannot be loaded (%s: %s); exporting again", member, precision,
                     type(exc).__name__, exc)
-    cache.discard(key)
-    return None
+        cache.discard(key)
+        return None
+    if difference is not None:
+        log.warning("%s: the cached ONNX model differs from the network (max |diff| %.3g); exporting again", member,
+                    difference)
+        cache.discard(key)
+        return None
+    log.debug("%s: %s ONNX model read from the export cache", member, precision)
+    return model, session
 
 
 def _fp32_session(
