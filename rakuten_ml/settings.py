@@ -170,7 +170,8 @@ class Settings(BaseSettings):
     )
     serving_torch_threads: int = Field(
         default=0, ge=0, le=256,
-        description="torch intra-op threads per serving worker (0: torch's default, every core); "
+        description="torch intra-op threads per serving worker (0: every CPU the container may use, its CPU limit "
+        "or affinity, not the node's cores); "
         "`rakuten-ml serve` sets cores / workers so that workers do not oversubscribe the cores.",
     )
     serving_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of `rakuten-ml serve`.")

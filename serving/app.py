@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rakuten_ml.cpus import available_cpus
 from rakuten_ml.platform import Platform
 from rakuten_ml.settings import Settings
 from serving.batcher import MicroBatcher
@@ -161,10 +162,10 @@ def create_app(
         if not logging.getLogger().handlers:  # plain `uvicorn serving.app:app`: make INFO logs visible
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         state.prediction_logger.start()
-        if settings.serving_torch_threads:
-            import torch
+        import torch
 
-            torch.set_num_threads(settings.serving_torch_threads)
+        # Unset: every CPU this container may use (torch's own default counts the node's cores).
+        torch.set_num_threads(settings.serving_torch_threads or available_cpus())
         state.batcher.start()
         if load_models:
             await run_in_threadpool(state.manager.start)  # first load: seconds of I/O, off the event loop
@@ -198,8 +199,9 @@ app = create_app()
 
 
 def torch_threads_per_worker(workers: int) -> int:
-    """Workers share the cores: each gets its slice, so their torch thread pools do not oversubscribe them."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """Workers share the usable CPUs (a container's CPU limit, not the node's cores): each gets its slice,
+    so their torch thread pools do not oversubscribe them."""
+    return max(1, available_cpus() // workers)
 
 
 def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None, *, access_log: bool = True) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +12,7 @@ from mlflow import MlflowClient
 from rakuten_ml.data.snapshot import load_products
 from rakuten_ml.registry.resolve import resolve_model
 from rakuten_ml.scoring import batch
+from rakuten_ml.scoring import device as device_module
 from rakuten_ml.scoring.batch import RunModels, resolve_run_models, score_partition, score_products, start_run
 from rakuten_ml.scoring.device import decoding_workers
 from rakuten_ml.scoring.partitions import plan_partitions
@@ -38,17 +38,17 @@ class MeasuredVision:
 
 
 def test_decoding_moves_to_a_worker_only_where_it_costs_more_than_the_networks(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(device_module, "available_cpus", lambda: 4)  # a container's usable CPUs
     heavy_networks = MeasuredVision(decode_s=0.001, networks_s=0.002)
     assert decoding_workers(heavy_networks, 64) == 0 and heavy_networks.threads is None
     light_networks = MeasuredVision(decode_s=0.001, networks_s=0.0005)
     assert decoding_workers(light_networks, 64) == 1  # one decoding process, the other cores infer
     assert light_networks.threads == 3 and torch.get_num_threads() == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(device_module, "available_cpus", lambda: 2)  # a container's usable CPUs
     borderline = MeasuredVision(decode_s=0.00116, networks_s=0.00092)  # bf16 on 2 cores: expected 1.13x, measured 0.94x
     assert decoding_workers(borderline, 64) == 0 and borderline.threads is None
     assert decoding_workers(SimpleNamespace(config=SimpleNamespace(device="cpu")), 64) == 0  # nothing measured
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(device_module, "available_cpus", lambda: 1)  # a container's usable CPUs
     assert decoding_workers(MeasuredVision(decode_s=0.001, networks_s=0.0005), 64) == 0  # no core to spare
 
 

@@ -177,6 +177,28 @@ def test_serving_prepares_the_image_model_for_its_micro_batches(tmp_path, monkey
     assert classifier.image_model.config.num_workers == 0 and classifier.image_model.config.cpu_bf16 is False
 
 
+def test_serving_threads_follow_the_settings_else_the_usable_cpus(tmp_path, monkeypatch) -> None:
+    """Unset, a worker takes the CPUs its container may use, not torch's count of the node's cores."""
+    import torch
+
+    from serving import app as app_module
+
+    monkeypatch.setattr(app_module, "available_cpus", lambda: 1)
+    assert app_module.torch_threads_per_worker(1) == 1 and app_module.torch_threads_per_worker(4) == 1
+    def threads_of_a_new_thread() -> int:  # what the inference and model-loading threads get
+        seen: list[int] = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    torch.set_num_threads(2)
+    with TestClient(app_module.create_app(Settings(home=tmp_path), load_models=False)):
+        assert threads_of_a_new_thread() == 1
+    with TestClient(app_module.create_app(Settings(home=tmp_path, serving_torch_threads=2), load_models=False)):
+        assert threads_of_a_new_thread() == 2
+
+
 def test_the_real_resolver_reads_both_aliases(tmp_path_factory, tmp_path) -> None:
     settings = registry_settings(tmp_path_factory, tmp_path)
     manager = ModelManager(settings)

@@ -9,7 +9,6 @@ subset, each image) draws from its own seeded stream, so the same spec gives the
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -17,6 +16,7 @@ from enum import IntEnum
 import numpy as np
 import pandas as pd
 
+from rakuten_ml.cpus import available_cpus
 from rakuten_ml.catalogue.images import draw_product
 from rakuten_ml.catalogue.text import make_texts
 from rakuten_ml.errors import ConfigurationError
@@ -41,7 +41,7 @@ ROW_BITS = 20
 MAX_ROWS = 1 << ROW_BITS
 PRODUCTID_BITS = 31
 IMAGEID_BITS = 30
-IMAGE_WORKERS = min(8, os.cpu_count() or 1)
+IMAGE_WORKERS = min(8, available_cpus())
 LOG_EVERY_IMAGES = 5000
 
 

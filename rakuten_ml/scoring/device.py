@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Any
 
 import torch
 
+from rakuten_ml.cpus import available_cpus
 from rakuten_ml.models.vision.backbones import select_device
 from rakuten_ml.models.vision.onnx_cache import OnnxExportCache
 from rakuten_ml.settings import Settings
@@ -64,6 +64,8 @@ def tune_image_model(
         return
     from rakuten_ml.models.vision.features import resolve_cpu_bf16
 
+    if torch.get_num_threads() > available_cpus():  # torch counts the node's cores, not a container's CPU limit
+        torch.set_num_threads(available_cpus())
     config = image_model.config
     batch = auto_batch_size(select_device(), config.image_size)
     image_model.config = dataclasses.replace(
@@ -87,7 +89,7 @@ def decoding_workers(image_model: Any, batch: int) -> int:
     :data:`MIN_PIPELINE_GAIN` times faster: on 2 cores, int8 ResNet-18 at 64 px went from 548 to 748
     photos/s, while fp32 and bf16 backbones, which cost more than decoding, lost 7-20% that way.
     """
-    cores = os.cpu_count() or 1
+    cores = available_cpus()
     device = select_device(image_model.config.device)
     if device.type == "cuda":
         return max(1, min(cores - 1, MAX_GPU_DECODING_WORKERS))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rakuten_ml.cpus import available_cpus
 from rakuten_ml.errors import ConfigurationError, ObjectNotFoundError
 from rakuten_ml.models.vision.preprocessing import build_transform, preprocess
 from rakuten_ml.storage.object_store import ObjectStore
@@ -41,7 +42,7 @@ def decode_pool() -> ThreadPoolExecutor:
     pid = os.getpid()
     with _POOL_LOCK:
         if pid not in _POOLS:
-            _POOLS[pid] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="image-decode")
+            _POOLS[pid] = ThreadPoolExecutor(max_workers=available_cpus(), thread_name_prefix="image-decode")
         return _POOLS[pid]
 
 

@@ -9,7 +9,6 @@ probabilities in ``DEFAULT_MAPPING`` order, with zero mass on classes absent fro
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ from torch.utils.data import TensorDataset
 import xgboost
 from xgboost import XGBClassifier
 
+from rakuten_ml.cpus import available_cpus
 from rakuten_ml.errors import TrainingError
 from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.calibration import sharpen, softmax
@@ -186,7 +186,7 @@ class XGBoostHead:
                 eval_set = [(_as_features(x_val)[known], np.searchsorted(self.classes_, y_val[known]))]
         on_gpu = device is not None and device.type == "cuda" and bool(xgboost.build_info().get("USE_CUDA"))
         self.model_ = XGBClassifier(
-            **self.params, tree_method="hist", n_jobs=self.n_jobs or os.cpu_count(), random_state=self.seed,
+            **self.params, tree_method="hist", n_jobs=self.n_jobs or available_cpus(), random_state=self.seed,
             device="cuda" if on_gpu else "cpu", eval_metric="mlogloss",
             early_stopping_rounds=self.early_stopping_rounds if eval_set else None,
         )
