@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     vision_cpu_runtime: Literal["auto", "torch", "onnxruntime"] = Field(
         default="auto",
         description="Inference runtime of the vision networks on CPU: auto = ONNX Runtime for each network it makes "
-        "at least 1.1x faster at the batch size in use, timed at load (2-4x for single 64 px photos, 1.0-1.9x "
-        "for batches); torch = eager PyTorch; onnxruntime = ONNX Runtime wherever the export is exact.",
+        "at least 1.1x faster at the batch size in use, timed at load (2.5-4x for single 64 px photos, 0.7-2.7x "
+        "for batches, depending on the CPU); torch = eager PyTorch; onnxruntime = ONNX Runtime wherever the export is exact.",
     )
     vision_cpu_int8: Literal["off", "on"] = Field(
         default="off",
