@@ -205,13 +205,6 @@ class Settings(BaseSettings):
     def catalogue_url(self) -> str:
         return join_url(self.object_store_url, self.catalogue_prefix)
 
-    @property
-    def onnx_cache_dir(self) -> Path | None:
-        """Where ONNX exports are kept, or ``None`` when the cache is off (``vision_onnx_cache_mb=0``)."""
-        if self.vision_onnx_cache_mb == 0:
-            return None
-        return (self.vision_onnx_cache_dir or self.home / "cache" / "onnx").expanduser()
-
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
 

@@ -16,9 +16,9 @@ from enum import IntEnum
 import numpy as np
 import pandas as pd
 
-from rakuten_ml.cpus import available_cpus
 from rakuten_ml.catalogue.images import draw_product
 from rakuten_ml.catalogue.text import make_texts
+from rakuten_ml.cpus import available_cpus
 from rakuten_ml.errors import ConfigurationError
 from rakuten_ml.labels import CLASS_CODES, class_prior
 from rakuten_ml.storage.object_store import ObjectStore
