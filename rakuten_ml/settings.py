@@ -165,7 +165,8 @@ class Settings(BaseSettings):
     )
     serving_batch_wait_ms: float = Field(
         default=10.0, ge=0.0, le=1000.0,
-        description="How long a batch with images waits for more requests to share its image-model call "
+        description="How long a batch with images waits for more requests to share its image-model call; "
+        "the wait ends early once every predict request in flight is in the batch "
         "(text-only batches never wait; 0: take what is queued).",
     )
     serving_torch_threads: int = Field(

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rakuten_ml.cpus import available_cpus
 from rakuten_ml.platform import Platform
 from rakuten_ml.settings import Settings
-from serving.batcher import MicroBatcher
+from serving.batcher import InFlight, MicroBatcher
 from serving.cache import PredictionCache
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.model_manager import ModelManager
@@ -30,6 +30,7 @@ from serving.prediction_logger import PredictionLogger
 from serving.routes import admin, feedback, health, predict, reports
 from serving.routes.deps import ServingState
 from serving.routes.errors import REQUEST_ID_HEADER, error_response, install_error_handlers
+from serving.routes.predict import PREDICT_PATH
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,13 @@ class ObservabilityMiddleware:
     every exception no route handled.
     """
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServingMetrics, max_body_bytes: int = MAX_BODY_BYTES, predicting: InFlight | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.predicting = predicting or InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,6 +92,9 @@ class ObservabilityMiddleware:
             return message
 
         self.metrics.in_flight.inc()
+        predicting = scope.get("path") == PREDICT_PATH and scope.get("method") == "POST"
+        if predicting:
+            self.predicting.enter()
         try:
             if _declared_length(scope) > self.max_body_bytes:
                 await error_response(413, "payload_too_large", f"request body is larger than {self.max_body_bytes} bytes", rid)(
@@ -102,6 +109,8 @@ class ObservabilityMiddleware:
                 await error_response(500, "internal_error", message, rid)(scope, receive, send_with_id)
         finally:
             self.metrics.in_flight.dec()
+            if predicting:
+                self.predicting.leave()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             variant = str(state.get("variant", "none"))
@@ -136,6 +145,7 @@ def create_app(
     settings = settings or Settings()
     metrics = metrics or ServingMetrics()
     platform = Platform(settings)
+    predicting = InFlight()  # counted by the middleware, read by the batcher
     state = ServingState(
         settings=settings,
         platform=platform,
@@ -154,6 +164,7 @@ def create_app(
             max_products=settings.serving_batch_max_products,
             max_wait_s=settings.serving_batch_wait_ms / 1000.0,
             metrics=metrics,
+            requests_in_flight=predicting,
         ),
     )
 
@@ -191,7 +202,7 @@ def create_app(
     install_error_handlers(app)
     for module in (predict, feedback, admin, reports, health):
         app.include_router(module.router)
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, predicting=predicting)
     return app
 
 

@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ from serving.metrics import ServingMetrics
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# While a batch waits for company, how often it looks again at the requests in flight: one that
+# leaves (its response sent) can end the wait before the deadline.
+_RECHECK_S = 0.001
 
 
 class BatcherClosedError(RuntimeError):
@@ -51,12 +55,44 @@ class _Job:
         return any(image is not None for image in self.images)
 
 
-class MicroBatcher:
-    """``predict(classifier, frame, images)`` from any thread; batches are run on one thread."""
+class InFlight:
+    """How many requests a route is serving now: the event loop counts, the inference thread reads."""
 
-    def __init__(self, *, max_products: int = 64, max_wait_s: float = 0.0, metrics: ServingMetrics | None = None) -> None:
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+    def __call__(self) -> int:
+        return self._count
+
+
+class MicroBatcher:
+    """``predict(classifier, frame, images)`` from any thread; batches are run on one thread.
+
+    ``requests_in_flight`` (the number of predict requests the server holds now, see
+    :class:`InFlight`) ends a batch's wait for company early: once every request in flight has
+    its job in the batch, nobody else is coming and waiting would only leave the core idle.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_products: int = 64,
+        max_wait_s: float = 0.0,
+        metrics: ServingMetrics | None = None,
+        requests_in_flight: Callable[[], int] | None = None,
+    ) -> None:
         self.max_products = max(1, max_products)
         self.max_wait_s = max(0.0, max_wait_s)
+        self.requests_in_flight = requests_in_flight
         self.metrics = metrics
         self._queue: queue.Queue[Any] = queue.Queue()
         self._backlog: collections.deque[_Job] = collections.deque()  # taken off the queue, other classifier
@@ -118,17 +154,22 @@ class MicroBatcher:
         """``first`` plus the queued jobs for the same classifier that fit in ``max_products``.
 
         A batch with images waits up to ``max_wait_s`` for company: one image-model call costs tens
-        of milliseconds whatever its size, so sharing it is worth a short wait. A text-only call costs
-        a few milliseconds: it takes what is queued and never waits.
+        of milliseconds whatever its size, so sharing it is worth a short wait. The wait ends early
+        once the batch holds a job for every request in flight (nobody else is coming). A text-only
+        call costs a few milliseconds: it takes what is queued and never waits.
         """
         batch, rows = [first], first.rows
         wait_s = self.max_wait_s if first.has_images else 0.0
         deadline = time.monotonic() + wait_s
         while rows < self.max_products:
+            remaining = 0.0 if self._everyone_in(batch) else deadline - time.monotonic()
+            # With a count of requests in flight, look again every _RECHECK_S; without one, wait it out.
+            timeout = min(remaining, _RECHECK_S) if self.requests_in_flight is not None else remaining
             try:
-                remaining = deadline - time.monotonic()
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                job = self._queue.get(timeout=timeout) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
+                if remaining > timeout:
+                    continue
                 break
             if job is _STOP:
                 self._queue.put(_STOP)  # handled after this batch
@@ -141,6 +182,9 @@ class MicroBatcher:
                 if job.classifier is first.classifier:
                     break  # full: keep arrival order for the next batch
         return batch
+
+    def _everyone_in(self, batch: list[_Job]) -> bool:
+        return self.requests_in_flight is not None and len(batch) >= self.requests_in_flight()
 
     def _execute(self, batch: list[_Job]) -> None:
         if self.metrics is not None:

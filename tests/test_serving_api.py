@@ -273,6 +273,29 @@ def test_a_champion_moving_back_counts_a_rollback(client: TestClient, serving_se
     assert metric_value(text, "rakuten_model_info", variant="champion", model_version="1") == 1
 
 
+def test_the_batcher_sees_how_many_predict_requests_are_in_flight(client: TestClient) -> None:
+    """The middleware counts /v1/predict requests (only those) for the batcher's early end of a wait."""
+    state = client.app.state.serving
+    seen: list[int] = []
+    champion = state.manager.models.champion
+
+    class Counting:
+        modalities = champion.classifier.modalities
+
+        def predict(self, *args: object) -> object:
+            seen.append(state.batcher.requests_in_flight())
+            return champion.classifier.predict(*args)
+
+    from dataclasses import replace
+
+    state.manager._models = replace(state.manager.models, champion=replace(champion, classifier=Counting()))
+    assert client.post("/v1/predict", json=POOL).status_code == 200
+    assert client.post("/v1/predict", json={"products": [{"designation": ""}]}).status_code == 422  # counted, then left
+    assert client.get("/healthz").status_code == 200
+    assert seen == [1]
+    assert state.batcher.requests_in_flight() == 0
+
+
 # ----------------------------------------------------------------------------- 500s
 def test_an_unexpected_error_is_logged_and_answered_without_the_trace(client: TestClient, caplog) -> None:
     class Exploding:

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from serving.batcher import BatcherClosedError, MicroBatcher
+from serving.batcher import BatcherClosedError, InFlight, MicroBatcher
 from serving.metrics import ServingMetrics
 
 
@@ -130,6 +130,36 @@ def test_image_batches_wait_for_company_and_text_batches_never_wait() -> None:
         assert first.result(10)["echo"].tolist() == ["photo 1"]
         assert second.result(10)["echo"].tolist() == ["photo 2"]
     assert model.calls == [1, 2]  # the two photos shared one call; the batch was full, so no 30 s wait
+    batcher.close()
+
+
+def test_an_image_batch_stops_waiting_once_every_request_in_flight_is_in_it() -> None:
+    model = RecordingClassifier()
+    in_flight = InFlight()
+    # Far from full (64 products) and a wait no test run could sit through: only the count ends it.
+    batcher = MicroBatcher(max_products=64, max_wait_s=30.0, requests_in_flight=in_flight)
+    in_flight.enter()
+    assert batcher.predict(model, _frame("alone"), [b"jpeg"])["echo"].tolist() == ["alone"]  # nobody else: no wait
+    in_flight.enter()  # a second request arrives while the first is being read: worth waiting for
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(batcher.predict, model, _frame("photo 1"), [b"jpeg"])
+        while batcher._queue.qsize() or not batcher._thread:  # the inference thread holds it, waiting
+            threading.Event().wait(0.01)
+        assert not first.done()
+        second = pool.submit(batcher.predict, model, _frame("photo 2"), [b"jpeg"])
+        assert first.result(10)["echo"].tolist() == ["photo 1"]
+        assert second.result(10)["echo"].tolist() == ["photo 2"]
+    assert model.calls == [1, 2]  # the second request joined the first's call, and no 30 s wait followed
+    with ThreadPoolExecutor(max_workers=1) as pool:  # two in flight, but one leaves without a job (a 422, a response sent)
+        waiting = pool.submit(batcher.predict, model, _frame("photo 3"), [b"jpeg"])
+        while batcher._queue.qsize() or not batcher._thread:
+            threading.Event().wait(0.01)
+        assert not waiting.done()
+        in_flight.leave()
+        assert waiting.result(10)["echo"].tolist() == ["photo 3"]
+    assert model.calls == [1, 2, 1]
+    in_flight.leave()
+    assert in_flight() == 0
     batcher.close()
 
 

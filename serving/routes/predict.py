@@ -33,6 +33,7 @@ from serving.schemas import TOP_K, ClassScore, ErrorOut, PredictionOut, PredictR
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["predict"])
+PREDICT_PATH = "/v1/predict"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "request body too large"},
@@ -41,7 +42,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/v1/predict", response_model=PredictResponse, responses=_ERRORS, summary="Classify one product or a batch")
+@router.post(PREDICT_PATH, response_model=PredictResponse, responses=_ERRORS, summary="Classify one product or a batch")
 def predict(body: PredictRequest, request: Request, response: Response, state: State) -> PredictResponse:
     started = time.perf_counter()
     products = body.products
