@@ -70,3 +70,33 @@ def available_cpus() -> int:
         log.info("%d of the machine's %d CPUs are usable (affinity or cgroup CPU quota): thread pools are sized to %d",
                  cpus, os.cpu_count(), cpus)
     return cpus
+
+
+CPUINFO = Path("/proc/cpuinfo")
+_X86 = frozenset({"x86_64", "amd64", "i386", "i686"})
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The instruction-set flags of the first CPU in ``cpuinfo`` (Linux); empty where unknown."""
+    text = _read(cpuinfo) or ""
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def int8_needs_reduced_range(machine: str | None = None, flags: frozenset[str] | None = None) -> bool:
+    """Whether int8 weights must be quantized to 7 bits on this CPU.
+
+    x86 CPUs without VNNI multiply uint8 activations by int8 weights with an instruction that
+    saturates its 16-bit pair sums (``vpmaddubsw``): full 8-bit weights overflow and the network
+    computes something else. ONNX Runtime's quantizer documents ``reduce_range=True`` for them.
+    """
+    import platform
+
+    machine = (machine or platform.machine()).lower()
+    if machine not in _X86:
+        return False
+    flags = cpu_flags() if flags is None else flags
+    return not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}

@@ -29,9 +29,9 @@ def exports(monkeypatch) -> list[str]:
         calls.append(type(network).__name__)
         return real_export(network, image_size)
 
-    def quantize(model: bytes, calibration: torch.Tensor) -> bytes:
+    def quantize(model: bytes, calibration: torch.Tensor, reduce_range: bool | None = None) -> bytes:
         calls.append("int8")
-        return real_quantize(model, calibration)
+        return real_quantize(model, calibration, reduce_range)
 
     monkeypatch.setattr(onnx_runtime, "export_onnx", export)
     monkeypatch.setattr(onnx_runtime, "quantize_int8", quantize)
@@ -76,6 +76,16 @@ def test_int8_models_are_cached_per_calibration_set(tmp_path: Path, exports: lis
     # the accuracy check still runs on a cached int8 model, and can still refuse it
     assert _sessions(SmallCnn().eval(), cache, calibration_images=_images(16),
                      int8_check=lambda member, session: False)["cnn"].precision == "fp32"
+
+
+def test_int8_entries_of_cpus_with_and_without_vnni_are_kept_apart(tmp_path: Path, exports: list[str], monkeypatch) -> None:
+    """A cache folder shared by several nodes: a CPU without VNNI needs its own 7-bit model."""
+    cache = OnnxExportCache(tmp_path, max_bytes=10**8)
+    accept = {"int8_check": lambda member, session: True}
+    for reduced in (False, True, False, True):
+        monkeypatch.setattr(onnx_runtime, "int8_needs_reduced_range", lambda reduced=reduced: reduced)
+        _sessions(SmallCnn().eval(), cache, calibration_images=_images(16), **accept)
+    assert exports == ["SmallCnn", "int8", "int8"]  # one quantization per kind of CPU, then both read back
 
 
 def test_damaged_entry_is_exported_again(tmp_path: Path, exports: list[str], caplog) -> None:

@@ -10,7 +10,8 @@ the session is kept only where it is at least :data:`MIN_SPEEDUP` times faster.
 
 int8 (``RAKUTEN_VISION_CPU_INT8=on``): static quantization, weights per channel and activations
 calibrated on labelled validation photos stored with the model. The CPU's VNNI instructions then run
-ResNets about 3x faster than fp32. The caller's ``int8_check`` decides whether the quantized network
+ResNets about 3x faster than fp32. x86 CPUs without VNNI saturate 8-bit products, so their weights
+get 7 bits (:func:`rakuten_ml.cpus.int8_needs_reduced_range`). The caller's ``int8_check`` decides whether the quantized network
 is still accurate enough on other held-out photos (``VisionEnsemble`` allows 2 points of accuracy);
 where it is not, the exact fp32 session is used.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rakuten_ml.cpus import int8_needs_reduced_range
 from rakuten_ml.models.vision.features import autocast
 from rakuten_ml.models.vision.onnx_cache import OnnxExportCache, network_digest, tensor_digest
 from rakuten_ml.models.vision.preprocessing import normalize_batch
@@ -108,9 +110,12 @@ class _CalibrationBatches:
         return None if batch is None else {INPUT_NAME: normalize_batch(batch).contiguous().numpy()}
 
 
-def quantize_int8(model: bytes, calibration_images: torch.Tensor) -> bytes:
+def quantize_int8(model: bytes, calibration_images: torch.Tensor, reduce_range: bool | None = None) -> bytes:
     """Static int8 quantization (QDQ: uint8 activations, int8 weights per channel) with activation
-    ranges measured on ``calibration_images`` (uint8, (n, 3, H, W))."""
+    ranges measured on ``calibration_images`` (uint8, (n, 3, H, W)). Weights get 7 bits where
+    ``reduce_range`` (default: on x86 CPUs without VNNI, whose int8 products saturate at 8 bits)."""
+    if reduce_range is None:
+        reduce_range = int8_needs_reduced_range()
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -122,7 +127,7 @@ def quantize_int8(model: bytes, calibration_images: torch.Tensor) -> bytes:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(quantized), _CalibrationBatches(calibration_images),  # type: ignore[arg-type]
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True)
+                        weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
         return quantized.read_bytes()
 
 
@@ -205,11 +210,13 @@ def _int8_session(
 ) -> OnnxNetwork:
     """The quantized session (from the cache where it holds this network and calibration set); raises
     where the quantizer cannot handle the network."""
-    key = f"{fp32_key}-int8-{tensor_digest(calibration_images)}" if cache is not None else ""
+    reduce_range = int8_needs_reduced_range()
+    # A 7-bit model is another model: a cache shared by CPUs with and without VNNI keeps both.
+    key = f"{fp32_key}-int8{'-r7' if reduce_range else ''}-{tensor_digest(calibration_images)}" if cache is not None else ""
     if cache is not None and (hit := _cached_session(member, network, probe, cache, key, precision="int8",
                                                      threads=threads)):
         return hit[1]
-    quantized = quantize_int8(model, calibration_images)
+    quantized = quantize_int8(model, calibration_images, reduce_range=reduce_range)
     session = OnnxNetwork(quantized, output_dim=int(network.output_dim), precision="int8", threads=threads)
     if cache is not None:
         cache.put(key, quantized)
