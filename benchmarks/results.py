@@ -12,13 +12,34 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rakuten_ml.cpus import CPUINFO, cpu_flags
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 log = logging.getLogger(__name__)
 HEADER = "# Benchmark results\n\nEach section is rewritten by the benchmark that owns it (`python -m benchmarks.<name>`).\n"
 
 
+# Widest vector extension first: the CPU figures of two machines compare only with these alike.
+_VECTOR_FLAGS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 bf16"), ("avx512_vnni", "AVX-512 VNNI"),
+                 ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
+    """``"AMD EPYC, AVX2"``: the CPU's model name and its widest vector extension; empty where unknown."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return ""
+    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = cpu_flags(cpuinfo)
+    vector = next((label for flag, label in _VECTOR_FLAGS if flag in flags), "")
+    return ", ".join(part for part in (name.group(1).strip() if name else "", vector) if part)
+
+
 def machine_line() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
+    cpu = cpu_model()
+    return (f"{platform.processor() or platform.machine()}{f' ({cpu})' if cpu else ''}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}")
 
 
 def write_section(name: str, markdown: str) -> None:

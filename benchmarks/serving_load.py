@@ -171,18 +171,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(settings: Settings, workers: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(settings: Settings, workers: int, log_path: Path, cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
+    """uvicorn with ``workers`` workers, on ``cpus`` only when given (the load generator keeps the others)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAKUTEN_", "PROMETHEUS_"))} | {
         "RAKUTEN_HOME": str(settings.home), "RAKUTEN_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "RAKUTEN_DATABASE_URL": settings.database_url,
     }
-    env[TORCH_THREADS_ENV] = str(torch_threads_per_worker(workers))  # as `rakuten-ml serve` does
+    # As `rakuten-ml serve` does: the usable CPUs shared among the workers.
+    env[TORCH_THREADS_ENV] = str(max(1, len(cpus) // workers) if cpus else torch_threads_per_worker(workers))
     if workers > 1:
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rakuten-bench-prom-")
     command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers), "--no-access-log"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, preexec_fn=pin)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -217,6 +220,21 @@ def model_load_seconds(log_path: Path) -> float:
     return max(seconds) if seconds else float("nan")
 
 
+def serve_on_one_core(settings: Settings, log_path: Path, bodies: list[dict], seconds: float, concurrency: int) -> Outcome | None:
+    """One worker pinned to one CPU, the load generator on the others: products/s per server core.
+    ``None`` where the process may use fewer than two CPUs (nowhere to put the load generator)."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return None
+    process, url = start_server(settings, 1, log_path, cpus={usable[-1]})
+    try:
+        return drive(url, "API, text + 500x500 JPEG, 1 product/request, 1 worker pinned to 1 core", bodies, seconds,
+                     concurrency)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per scenario")
@@ -236,6 +254,7 @@ def main() -> None:
         text = request_bodies(200, 1, with_image=False)
         image = request_bodies(200, 1, with_image=True)
         batches = request_bodies(50, args.batch, with_image=False)
+        image_batches = request_bodies(25, args.batch, with_image=True)
         baselines = [
             bare_model(settings, "bare model, text, 1 product", text, args.seconds / 3, with_image=False),
             bare_model(settings, "bare model, text + image checks, 1 product", image, args.seconds / 3, with_image=True),
@@ -249,6 +268,8 @@ def main() -> None:
                 # Four times the clients: more requests in flight make bigger micro-batches.
                 (drive(url, "API, text + 500x500 JPEG, 1 product/request", image, args.seconds, 4 * args.concurrency), 4 * args.concurrency),
                 (drive(url, f"API, text, {args.batch} products/request", batches, args.seconds, args.concurrency), args.concurrency),
+                (drive(url, f"API, text + 500x500 JPEG, {args.batch} products/request", image_batches, args.seconds,
+                       args.concurrency), args.concurrency),
             ]
         finally:
             process.terminate()
@@ -260,6 +281,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
             load_times.append(model_load_seconds(Path(tmp) / "uvicorn-restart.log"))
+        per_core = serve_on_one_core(settings, Path(tmp) / "uvicorn-one-core.log", image, args.seconds, args.concurrency)
 
     header = ("| scenario | clients | requests | errors | requests/s | products/s | P50 ms | P95 ms | P99 ms | meets seed targets |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -277,6 +299,10 @@ def main() -> None:
         header,
         *(b.row("1 (in-process)") for b in baselines),
         *(outcome.row(str(clients)) for outcome, clients in served),
+        *([per_core.row(str(args.concurrency))] if per_core else []),
+        *(["", "The last row is the capacity of one server core: one worker pinned to one CPU, with one torch "
+           "thread, while the load generator runs on the other CPUs. Size replicas from it (products/s per core "
+           "times the cores a deployment gives serving)."] if per_core else []),
         *(["", "Vision runtimes chosen at load by the first worker (`RAKUTEN_VISION_CPU_RUNTIME=auto`): " + runtimes]
           if "image" in modalities else []),
         *(["", f"Model load per worker at start-up (slowest of {args.workers}): {load_times[0]:.1f} s on the first start "
