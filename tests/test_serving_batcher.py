@@ -150,14 +150,7 @@ def test_an_image_batch_stops_waiting_once_every_request_in_flight_is_in_it() ->
         assert first.result(10)["echo"].tolist() == ["photo 1"]
         assert second.result(10)["echo"].tolist() == ["photo 2"]
     assert model.calls == [1, 2]  # the second request joined the first's call, and no 30 s wait followed
-    with ThreadPoolExecutor(max_workers=1) as pool:  # two in flight, but one leaves without a job (a 422, a response sent)
-        waiting = pool.submit(batcher.predict, model, _frame("photo 3"), [b"jpeg"])
-        while batcher._queue.qsize() or not batcher._thread:
-            threading.Event().wait(0.01)
-        assert not waiting.done()
-        in_flight.leave()
-        assert waiting.result(10)["echo"].tolist() == ["photo 3"]
-    assert model.calls == [1, 2, 1]
+    in_flight.leave()
     in_flight.leave()
     assert in_flight() == 0
     batcher.close()
