@@ -227,10 +227,12 @@ def serve_on_one_core(settings: Settings, log_path: Path, bodies: list[dict], se
     if len(usable) < 2:
         return None
     process, url = start_server(settings, 1, log_path, cpus={usable[-1]})
+    os.sched_setaffinity(0, usable[:-1])  # this process (the load generator) keeps off the server's CPU
     try:
         return drive(url, "API, text + 500x500 JPEG, 1 product/request, 1 worker pinned to 1 core", bodies, seconds,
                      concurrency)
     finally:
+        os.sched_setaffinity(0, usable)
         process.terminate()
         process.wait(timeout=30)
 
