@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rakuten_ml.cpus import CPUINFO, cpu_flags
+from rakuten_ml.cpus import CPUINFO, cpu_flags, cpuinfo_field
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 log = logging.getLogger(__name__)
@@ -26,14 +26,9 @@ _VECTOR_FLAGS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 bf16"), ("avx512_
 
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """``"AMD EPYC, AVX2"``: the CPU's model name and its widest vector extension; empty where unknown."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return ""
-    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
     flags = cpu_flags(cpuinfo)
     vector = next((label for flag, label in _VECTOR_FLAGS if flag in flags), "")
-    return ", ".join(part for part in (name.group(1).strip() if name else "", vector) if part)
+    return ", ".join(part for part in (cpuinfo_field("model name", cpuinfo), vector) if part)
 
 
 def machine_line() -> str:

@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import os
+import platform
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,18 @@ CPUINFO = Path("/proc/cpuinfo")
 _X86 = frozenset({"x86_64", "amd64", "i386", "i686"})
 
 
-def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The instruction-set flags of the first CPU in ``cpuinfo`` (Linux); empty where unknown."""
-    text = _read(cpuinfo) or ""
-    for line in text.splitlines():
+def cpuinfo_field(field: str, cpuinfo: Path = CPUINFO) -> str:
+    """The first CPU's ``field`` in ``cpuinfo`` (Linux: ``model name``, ``flags``); empty where unknown."""
+    for line in (_read(cpuinfo) or "").splitlines():
         name, _, value = line.partition(":")
-        if name.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+        if name.strip() == field:
+            return value.strip()
+    return ""
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The instruction-set flags of the first CPU in ``cpuinfo``; empty where unknown."""
+    return frozenset(cpuinfo_field("flags", cpuinfo).split())
 
 
 def int8_needs_reduced_range(machine: str | None = None, flags: frozenset[str] | None = None) -> bool:
@@ -93,8 +98,6 @@ def int8_needs_reduced_range(machine: str | None = None, flags: frozenset[str] |
     saturates its 16-bit pair sums (``vpmaddubsw``): full 8-bit weights overflow and the network
     computes something else. ONNX Runtime's quantizer documents ``reduce_range=True`` for them.
     """
-    import platform
-
     machine = (machine or platform.machine()).lower()
     if machine not in _X86:
         return False
