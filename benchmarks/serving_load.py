@@ -178,8 +178,7 @@ def start_server(settings: Settings, workers: int, log_path: Path, cpus: set[int
         "RAKUTEN_HOME": str(settings.home), "RAKUTEN_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "RAKUTEN_DATABASE_URL": settings.database_url,
     }
-    # As `rakuten-ml serve` does: the usable CPUs shared among the workers.
-    env[TORCH_THREADS_ENV] = str(max(1, len(cpus) // workers) if cpus else torch_threads_per_worker(workers))
+    env[TORCH_THREADS_ENV] = str(torch_threads_per_worker(workers, len(cpus) if cpus else None))  # as `rakuten-ml serve` does
     if workers > 1:
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rakuten-bench-prom-")
     command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port),

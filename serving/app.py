@@ -209,10 +209,10 @@ def create_app(
 app = create_app()
 
 
-def torch_threads_per_worker(workers: int) -> int:
-    """Workers share the usable CPUs (a container's CPU limit, not the node's cores): each gets its slice,
-    so their torch thread pools do not oversubscribe them."""
-    return max(1, available_cpus() // workers)
+def torch_threads_per_worker(workers: int, cpus: int | None = None) -> int:
+    """Workers share ``cpus`` (default: the usable CPUs, a container's CPU limit, not the node's cores):
+    each gets its slice, so their torch thread pools do not oversubscribe them."""
+    return max(1, (cpus or available_cpus()) // workers)
 
 
 def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None, *, access_log: bool = True) -> None:
