@@ -47,9 +47,17 @@ class RegistryError(RakutenError):
     """The MLflow model registry is unreachable or refused an alias/tag operation."""
 
 
+class RegistryNotFoundError(RegistryError, LookupError):
+    """The registered model, one of its versions or a run does not exist in MLflow (nothing trained yet, a wrong version)."""
+
+
 class PromotionConflictError(RegistryError):
     """The registry is not in the state an alias move expected (someone else moved it first)."""
 
 
 class GateError(RakutenError):
     """The evaluation gate cannot compare a candidate with the champion (evaluation set or snapshot missing)."""
+
+
+class NoModelYetError(ModelLoadError, LookupError):
+    """No version of the model is registered yet (a fresh install): jobs that need one have nothing to do."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -109,3 +110,27 @@ def test_no_test_running_is_a_clear_no_op(psettings):
     aliases.promote(platform, v1, actor=DAG, reason="first", expected_champion=None)
     outcome = evaluate_ab_test(platform, actor=DAG)
     assert outcome.decision is None and outcome.message == f"no A/B test running (champion {v1}, challenger None)"
+
+
+@pytest.mark.parametrize(
+    ("labelled_arms", "empty", "message"),
+    [
+        (("champion",), "challenger", "challenger has no labelled predictions yet (need 200 labelled predictions per arm; champion has 300, challenger 0)"),
+        ((), "both", "champion and challenger have no labelled predictions yet (need 200 labelled predictions per arm; champion has 0, challenger 0)"),
+    ],
+)
+def test_summary_of_a_test_without_labels_is_strict_json(psettings, labelled_arms, empty, message):
+    """The Airflow task returns the summary as an XCom: NaN there makes Airflow's API refuse it."""
+    platform = Platform(psettings)
+    v1, v2 = start_test(platform)  # the challenger's old, abandoned-test predictions do not count
+    if "champion" in labelled_arms:
+        insert_labelled(platform, v1, range(1000, 1300), [True] * 300)
+
+    outcome = evaluate_ab_test(platform, actor=DAG)
+    summary = json.loads(json.dumps(outcome.summary(), allow_nan=False))
+    decision = summary["decision"]
+    assert summary["action"] == "keep_testing" and summary["message"] == message
+    assert decision["challenger"]["accuracy"] is None and decision["diff"] is None
+    assert decision["champion"]["accuracy"] == (1.0 if empty == "challenger" else None)
+    assert (decision["challenger"]["ci95_low"], decision["challenger"]["ci95_high"]) == (0.0, 1.0)
+    assert ModelRegistry(psettings).version(v2).tags["ab.reason"] == message

@@ -14,7 +14,7 @@ from rakuten_ml.labels import CLASS_CODES, DEFAULT_MAPPING
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.gate import gate_verdict
-from rakuten_ml.promotion.service import onboard_version
+from rakuten_ml.promotion.service import onboard_latest, onboard_version
 from rakuten_ml.settings import join_url
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
@@ -97,7 +97,7 @@ def reregister(settings, version: str) -> str:
 
 @pytest.mark.slow
 def test_gate_with_trained_models_on_the_champions_frozen_eval_set(tmp_path, mlflow_server, pg_url, s3_endpoint, s3_bucket):
-    """v1 -> champion (no gate); v2 trained on 60%-noised labels -> gate_fail; v3, v1's twin -> challenger."""
+    """v1 -> champion (no gate); v2 trained on 60%-noised labels -> gate_fail; v3, v1's artifact -> challenger."""
     settings = promotion_settings(
         tmp_path, mlflow_server, pg_url, object_store_url=f"s3://{s3_bucket}/platform", s3_endpoint_url=s3_endpoint
     )
@@ -122,7 +122,8 @@ def test_gate_with_trained_models_on_the_champions_frozen_eval_set(tmp_path, mlf
     assert failed.verdict.candidate_f1 < failed.verdict.champion_f1 - 0.05
     assert any(r.startswith("weighted F1") for r in failed.verdict.reasons)
 
-    v3 = reregister(settings, v1)  # what a deterministic retrain on v1's snapshot gives, without paying for it
+    # v1's model under a run that records no training params: the gate cannot tell it is a twin, so it scores it
+    v3 = reregister(settings, v1)
     passed = onboard_version(platform, v3, actor=actor)
     assert passed.result == "challenger" and passed.verdict.passed
     assert passed.verdict.f1_delta == pytest.approx(0.0, abs=0.01)
@@ -145,3 +146,54 @@ def test_gate_with_trained_models_on_the_champions_frozen_eval_set(tmp_path, mlf
         ("register", None, v3), ("gate_pass", v1, v3), ("challenger_set", None, v3),
     ]
     assert all(e["actor"] == "airflow:evaluate_ab_test" for e in events(platform))
+
+
+def ingest_catalogue(platform, settings, name: str, seed: int) -> str:
+    """A snapshot of a freshly generated catalogue of 800 products (no images)."""
+    store = open_store(join_url(settings.object_store_url, f"raw/{name}"), settings)
+    generate_catalogue(store, "", CatalogueSpec(rows=800, images=0, seed=seed))
+    return ingest(source_store=store, source_prefix="", target_store=platform.store, engine=platform.engine, require_image=False).snapshot_id
+
+
+@pytest.mark.slow
+def test_identical_retrain_of_champion_or_challenger_starts_no_ab_test(tmp_path, mlflow_server, pg_url, s3_endpoint, s3_bucket):
+    """Same snapshot and config as the champion (v2) or the challenger (v4): 'identical', no alias move; a new snapshot (v3) is gated."""
+    settings = promotion_settings(
+        tmp_path, mlflow_server, pg_url, object_store_url=f"s3://{s3_bucket}/platform", s3_endpoint_url=s3_endpoint,
+        gate_f1_tolerance=1.0, gate_class_guardrail=1.0,  # whatever its scores, a gated candidate becomes challenger
+    )
+    platform, first_snapshot = build_platform(settings, rows=800)
+    second_snapshot = ingest_catalogue(platform, settings, "second", seed=4)
+    registry = ModelRegistry(settings)
+    actor = Actor("airflow:evaluate_ab_test", "scheduled__2026-01-03")
+
+    v1 = train_and_register(platform, snapshot_id=first_snapshot, dag_run_id="manual__1", reason="first").model_version
+    assert onboard_version(platform, v1, actor=actor).result == "champion"
+
+    v2 = train_and_register(platform, snapshot_id=first_snapshot, dag_run_id="manual__2", reason="drift").model_version
+    twin = onboard_latest(platform, actor=actor)  # what the scheduled job does with the newest version
+    assert (twin.candidate, twin.result, twin.verdict, twin.move) == (v2, "identical", None, None)
+    assert twin.summary()["reasons"] == [f"identical to the champion v{v1}: same snapshot {first_snapshot}, training configuration and code; nothing new to test"]
+    assert registry.state() == RegistryState(settings.registered_model_name, champion=v1)
+    tags = registry.version(v2).tags
+    assert (tags["gate.verdict"], tags["gate.identical_to"], tags["promotion.last_action"]) == ("identical", v1, "gate_skip")
+    assert "gate.f1_weighted" not in tags  # not scored
+
+    v3 = train_and_register(platform, snapshot_id=second_snapshot).model_version
+    gated = onboard_version(platform, v3, actor=actor)
+    assert gated.result == "challenger" and gated.verdict is not None and registry.version(v3).tags["gate.verdict"] == "pass"
+
+    v4 = train_and_register(platform, snapshot_id=second_snapshot).model_version
+    assert onboard_version(platform, v4, actor=actor).result == "identical"
+    assert registry.state() == RegistryState(settings.registered_model_name, champion=v1, challenger=v3)
+    assert registry.version(v4).tags["gate.identical_to"] == v3
+
+    assert [(e["action"], e["from_version"], e["to_version"]) for e in reversed(events(platform))] == [
+        ("register", None, v1), ("promote", None, v1),
+        ("register", None, v2), ("gate_skip", v1, v2),
+        ("register", None, v3), ("gate_pass", v1, v3), ("challenger_set", None, v3),
+        ("register", None, v4), ("gate_skip", v3, v4),
+    ]
+    skip = next(e for e in events(platform) if e["action"] == "gate_skip")
+    assert skip["reason"].startswith(f"identical to the challenger v{v3}") and skip["metrics"]["role"] == "challenger"
+    assert skip["metrics"]["training"]["snapshot_id"] == second_snapshot and "text.random_state" in skip["metrics"]["training"]

@@ -5,6 +5,7 @@ Also holds the helpers the other ``test_promotion_*`` modules import (settings, 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState, promotion_lock
 from rakuten_ml.promotion.audit import Actor, history
-from rakuten_ml.promotion.service import onboard_version, registry_status
+from rakuten_ml.promotion.service import onboard_latest, onboard_version, registry_status
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import feedback, prediction_log, predictions
 from tests.conftest import free_port
@@ -241,8 +242,37 @@ def test_mlflow_unreachable_is_a_typed_error_and_moves_nothing(psettings, monkey
     ):
         with pytest.raises(RegistryError, match=r"cannot read registered model .* check RAKUTEN_MLFLOW_TRACKING_URI"):
             call()
+    for call, what in ((lambda: onboard_latest(down, actor=ALICE), "list versions"), (lambda: registry_status(down), "read registered model")):
+        with pytest.raises(RegistryError, match=f"cannot {what} .* check RAKUTEN_MLFLOW_TRACKING_URI"):
+            call()
     assert ModelRegistry(psettings).state() == RegistryState(psettings.registered_model_name, v1, v2, None)
     assert events(platform) == []
+
+
+def test_fresh_install_without_a_registered_model_has_nothing_to_do(psettings):
+    """The scheduled jobs run before the first training: a clean no-op, not a failed task."""
+    from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test
+    from rakuten_ml.promotion.rollback import guard_champion
+
+    platform = Platform(psettings)
+    name = psettings.registered_model_name  # never registered on this MLflow server
+    registry = ModelRegistry(psettings)
+    assert registry.state() == RegistryState(name, registered=False) and registry.versions() == []
+
+    ab = evaluate_ab_test(platform, actor=ALICE)
+    assert ab.decision is None and ab.move is None
+    assert ab.message == f"no model registered yet as {name!r}: no A/B test running (train and register one first)"
+    guard = guard_champion(platform, actor=ALICE)
+    assert not guard.rolled_back and guard.check is None and guard.message == f"no model registered yet as {name!r}: no champion to guard"
+    assert onboard_latest(platform, actor=ALICE) is None
+    status = registry_status(platform)
+    assert status["registered"] is False and status["versions"] == [] and status["last_events"] == []
+    assert status["aliases"] == {"champion": None, "challenger": None, "previous-champion": None}
+    for summary in (ab.summary(), guard.summary(), status):
+        json.dumps(summary, allow_nan=False)
+    assert events(platform) == []
+    with pytest.raises(RegistryError, match="train and register a model first"):  # what needs a version still says so
+        ModelRegistry(psettings).version("1")
 
 
 class FailingOnce(ModelRegistry):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +31,14 @@ def test_serving_limits_are_inputs():
     check = assess("2", n=0, correct=0, baseline_accuracy=0.85, error_rate=0.2, p95_latency_ms=2500)
     assert check.reasons == ("error rate 0.2000 > 0.05", "P95 latency 2500 ms > 1000 ms")
     assert not assess("2", n=0, correct=0, baseline_accuracy=0.85, error_rate=0.01, p95_latency_ms=400).degraded
+
+
+def test_non_finite_numbers_are_unknown_not_healthy_numbers():
+    """Prometheus gives NaN for 0/0 (no traffic): not judged, and None in the summary (NaN breaks strict JSON)."""
+    check = assess("2", n=300, correct=240, baseline_accuracy=math.nan, error_rate=math.nan, p95_latency_ms=math.inf)
+    assert not check.degraded and (check.baseline_accuracy, check.error_rate, check.p95_latency_ms) == (None, None, None)
+    json.dumps(check.as_dict(), allow_nan=False)
+    assert assess("2", n=0, correct=0, baseline_accuracy=0.85, error_rate=math.nan, p95_latency_ms=2500).reasons == ("P95 latency 2500 ms > 1000 ms",)
 
 
 def test_alert_reaches_hooks_and_a_broken_hook_does_not_hide_it(caplog):
@@ -87,8 +97,9 @@ def test_degraded_champion_rolls_back_once_then_guard_is_a_no_op(psettings, aler
     assert tags["promotion.last_action"] == "rollback" and "rolling accuracy" in tags["promotion.reason"]
 
     n_events = len(events(platform))
-    second = guard_champion(platform, actor=GUARD)  # v1 is healthy (no labels yet): nothing to do
+    second = guard_champion(platform, actor=GUARD, error_rate=math.nan)  # v1 is healthy (no labels yet, no traffic): nothing to do
     assert not second.rolled_back and second.move is None
+    assert json.loads(json.dumps(second.summary(), allow_nan=False))["check"]["accuracy"] is None
     assert len(events(platform)) == n_events and len(alerts) == 1
 
     insert_labelled(platform, v1, range(1000, 1200), [i % 2 == 0 for i in range(200)], seed=1)  # v1 degrades too

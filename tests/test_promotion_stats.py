@@ -94,3 +94,13 @@ def test_decision_reports_its_numbers():
     assert out["p_better"] < 0.05 and out["p_worse"] > 0.95 and out["diff"] == pytest.approx(0.075)
     with pytest.raises(ValueError, match="alpha"):
         decide(ArmStats("champion", "1", 10, 5), ArmStats("challenger", "2", 10, 5), alpha=0.7)
+
+
+def test_empty_arms_have_no_accuracy_and_keep_testing_whatever_min_samples():
+    empty, labelled = ArmStats("challenger", "2", 0, 0), ArmStats("champion", "1", 300, 240)
+    assert empty.accuracy is None and empty.as_dict()["accuracy"] is None
+    for min_samples in (200, 0):  # no z-test on an empty arm, even when no minimum is asked for
+        decision = decide(labelled, empty, min_samples=min_samples)
+        assert decision.action == "keep_testing" and decision.diff is None and decision.z is None
+        assert decision.reason.startswith("challenger has no labelled predictions yet")
+    assert decide(labelled, ArmStats("challenger", "2", 10, 9)).diff == pytest.approx(0.1)  # defined as soon as both arms have labels

@@ -101,7 +101,10 @@ def evaluate_ab_test(platform: Platform, *, actor: Actor, apply: bool = True, re
     registry = registry or ModelRegistry(settings)
     state = registry.state()
     if state.champion is None or state.challenger is None:
-        message = f"no A/B test running (champion {state.champion}, challenger {state.challenger})"
+        message = (
+            f"no A/B test running (champion {state.champion}, challenger {state.challenger})" if state.registered
+            else f"no model registered yet as {registry.name!r}: no A/B test running (train and register one first)"
+        )
         log.info("%s: %s", registry.name, message)
         return ABOutcome(state.champion, state.challenger, None, None, message)
     started = last_event(platform.engine, registry.name, "challenger_set", state.challenger)

@@ -52,8 +52,9 @@ class ArmStats:
     correct: int
 
     @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else float("nan")
+    def accuracy(self) -> float | None:
+        """None without observations: undefined, and NaN would not survive JSON (Airflow XComs, the API)."""
+        return self.correct / self.n if self.n else None
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -96,7 +97,7 @@ class ABDecision:
     reason: str
     champion: ArmStats
     challenger: ArmStats
-    diff: float  # challenger accuracy - champion accuracy
+    diff: float | None  # challenger accuracy - champion accuracy; None while an arm has no labels
     z: float | None
     p_better: float | None  # one-sided p-value of "challenger is better"
     p_worse: float | None  # one-sided p-value of "challenger is worse"
@@ -108,6 +109,15 @@ class ABDecision:
         out = asdict(self)
         out["champion"], out["challenger"] = self.champion.as_dict(), self.challenger.as_dict()
         return out
+
+
+def _too_few_labels(champion: ArmStats, challenger: ArmStats, min_samples: int) -> str:
+    """Why the test keeps running; an arm without any label is named first, the usual state of a fresh test."""
+    counts = f"need {min_samples} labelled predictions per arm; champion has {champion.n}, challenger {challenger.n}"
+    empty = [arm.variant for arm in (champion, challenger) if arm.n == 0]
+    if not empty:
+        return counts
+    return f"{' and '.join(empty)} {'has' if len(empty) == 1 else 'have'} no labelled predictions yet ({counts})"
 
 
 def decide(
@@ -122,11 +132,11 @@ def decide(
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
     verdict: dict[str, Any] = {"champion": champion, "challenger": challenger, "alpha": alpha, "min_samples": min_samples, "max_samples": max_samples}
-    if min(champion.n, challenger.n) < min_samples:
+    if min(champion.n, challenger.n) < max(min_samples, 1):  # an empty arm has nothing to test, whatever min_samples
+        champion_accuracy, challenger_accuracy = champion.accuracy, challenger.accuracy
         return ABDecision(
-            "keep_testing",
-            f"need {min_samples} labelled predictions per arm; champion has {champion.n}, challenger {challenger.n}",
-            diff=challenger.accuracy - champion.accuracy if champion.n and challenger.n else float("nan"),
+            "keep_testing", _too_few_labels(champion, challenger, min_samples),
+            diff=None if champion_accuracy is None or challenger_accuracy is None else challenger_accuracy - champion_accuracy,
             z=None, p_better=None, p_worse=None, **verdict,
         )
     better = two_proportion_ztest(challenger.correct, challenger.n, champion.correct, champion.n, "greater")

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from rakuten_ml.errors import PromotionConflictError, RegistryError
+from rakuten_ml.errors import PromotionConflictError, RegistryError, RegistryNotFoundError
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.audit import Action, Actor, PromotionEvent, record_event
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
@@ -58,12 +58,13 @@ ANY: Any = _Any()
 
 @dataclass(frozen=True)
 class RegistryState:
-    """Where the three aliases point (None = alias not set)."""
+    """Where the three aliases point (None = alias not set); ``registered`` is False before the first version."""
 
     model_name: str
     champion: str | None = None
     challenger: str | None = None
     previous_champion: str | None = None
+    registered: bool = True
 
     def get(self, alias: str) -> str | None:
         return {CHAMPION: self.champion, CHALLENGER: self.challenger, PREVIOUS_CHAMPION: self.previous_champion}[alias]
@@ -99,7 +100,7 @@ class ModelRegistry:
             return fn(*args, **kwargs)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise RegistryError(
+                raise RegistryNotFoundError(
                     f"cannot {what}: {exc.message}; check the version (`rakuten-ml registry status`) "
                     "or train and register a model first (`rakuten-ml train`)"
                 ) from exc
@@ -111,8 +112,19 @@ class ModelRegistry:
                 f"cannot {what} at {self.uri}: {type(exc).__name__}: {exc}; check RAKUTEN_MLFLOW_TRACKING_URI and that MLflow is up"
             ) from exc
 
+    def _unless_unregistered(self, default: T, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`_call`, but ``default`` while the model is not registered: a fresh install, not an error."""
+        try:
+            return self._call(what, fn, *args, **kwargs)
+        except RegistryNotFoundError:
+            log.info("%s is not registered yet (%s)", self.name, what)
+            return default
+
     def state(self) -> RegistryState:
-        model = self._call(f"read registered model {self.name!r}", self.client.get_registered_model, self.name)
+        """The aliases; an empty state, ``registered=False``, before the first version is registered."""
+        model = self._unless_unregistered(None, f"read registered model {self.name!r}", self.client.get_registered_model, self.name)
+        if model is None:
+            return RegistryState(self.name, registered=False)
         aliases = {k: str(v) for k, v in (model.aliases or {}).items()}
         return RegistryState(self.name, aliases.get(CHAMPION), aliases.get(CHALLENGER), aliases.get(PREVIOUS_CHAMPION))
 
@@ -121,7 +133,9 @@ class ModelRegistry:
         return _version_info(mv)
 
     def versions(self, limit: int = 20) -> list[VersionInfo]:
-        found = self._call(
+        """Newest first; empty while the model is not registered."""
+        found = self._unless_unregistered(
+            [],
             f"list versions of {self.name!r}",
             self.client.search_model_versions,
             f"name='{self.name}'",
@@ -138,6 +152,10 @@ class ModelRegistry:
             self._call(
                 f"set alias {alias!r} of {self.name!r} to {version}", self.client.set_registered_model_alias, self.name, alias, str(version)
             )
+
+    def run_params(self, run_id: str) -> dict[str, str]:
+        run = self._call(f"read run {run_id}", self.client.get_run, run_id)
+        return dict(run.data.params)
 
     def set_tags(self, version: str, tags: Mapping[str, object]) -> None:
         for key, value in tags.items():

@@ -21,8 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from rakuten_ml.storage.database import fetch_all, promotion_events
 
-Action = Literal["register", "gate_pass", "gate_fail", "challenger_set", "promote", "reject", "rollback"]
-ACTIONS: tuple[str, ...] = ("register", "gate_pass", "gate_fail", "challenger_set", "promote", "reject", "rollback")
+# gate_skip: the gate did not judge a candidate, an identical retrain of the champion or challenger
+Action = Literal["register", "gate_pass", "gate_fail", "gate_skip", "challenger_set", "promote", "reject", "rollback"]
+ACTIONS: tuple[str, ...] = ("register", "gate_pass", "gate_fail", "gate_skip", "challenger_set", "promote", "reject", "rollback")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ run's ``evaluation/eval_productids.json``, read from its snapshot), so the compa
 same rows, not on two different hold-outs. Rules (``Settings.gate_*``): candidate weighted F1
 >= champion's - tolerance, and no class F1 drops by more than the guardrail (classes with too
 few eval rows are reported, not judged; the seed's weak classes are always reported).
+
+A candidate trained like the champion or the challenger (same snapshot, configuration and code:
+a retrain with nothing new) is not judged: an A/B test of a model against its twin can only
+waste traffic, so it stays out with the result ``identical``.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from rakuten_ml.errors import GateError
+from rakuten_ml.errors import GateError, RegistryNotFoundError
 from rakuten_ml.labels import CLASS_NAMES, DEFAULT_MAPPING, WEAK_CLASSES
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry
+from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor, PromotionEvent, record
 
 if TYPE_CHECKING:  # sklearn is only needed when the gate actually scores (keeps the CLI quick)
@@ -27,6 +31,11 @@ if TYPE_CHECKING:  # sklearn is only needed when the gate actually scores (keeps
 log = logging.getLogger(__name__)
 
 EVAL_PRODUCTIDS_ARTIFACT = "evaluation/eval_productids.json"  # written by training.train
+# What determines a model: the run params training.train logs (snapshot, modalities, split, fusion and
+# model params) and these version tags (the code); not run ids, timings, the DAG run or the trigger reason.
+FINGERPRINT_TAGS = ("git_commit",)
+
+GateResult = Literal["champion", "challenger", "rejected", "unchanged", "identical"]
 
 
 @dataclass(frozen=True)
@@ -128,9 +137,10 @@ class GateOutcome:
 
     candidate: str
     champion: str | None
-    result: Literal["champion", "challenger", "rejected", "unchanged"]
+    result: GateResult
     verdict: GateVerdict | None
     move: AliasMove | None
+    reason: str | None = None  # why, when there is no verdict to tell it
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -138,7 +148,7 @@ class GateOutcome:
             "champion": self.champion,
             "result": self.result,
             "passed": None if self.verdict is None else self.verdict.passed,
-            "reasons": [] if self.verdict is None else list(self.verdict.reasons),
+            "reasons": list(self.verdict.reasons) if self.verdict is not None else [self.reason] if self.reason else [],
             "metrics": {} if self.verdict is None else self.verdict.metrics(),
             "move": None if self.move is None else self.move.summary(),
         }
@@ -175,32 +185,83 @@ def _score(platform: Platform, version: str, frame: Any) -> EvaluationReport:
     return evaluate_proba(frame["prdtypecode"].to_numpy(), proba, DEFAULT_MAPPING, settings.confidence_threshold)
 
 
+def _audit_and_tag(platform: Platform, registry: ModelRegistry, event: PromotionEvent, tags: Mapping[str, object]) -> None:
+    """The gate's audit row, then its copy on the candidate version (verdict, reason, last action)."""
+    record(platform.engine, event)
+    registry.set_tags(
+        str(event.to_version),
+        {**tags, "gate.reason": event.reason[:4900], aliases.TAG_PREFIX + "last_action": event.action},  # tags cap at 5000 chars
+    )
+
+
 def _record_verdict(
     platform: Platform, registry: ModelRegistry, candidate: str, champion: str, verdict: GateVerdict, eval_set: dict[str, Any], actor: Actor
 ) -> None:
     """Audit row, version tags, run metrics and a JSON report: the gate's inputs and verdict, kept."""
     action = "gate_pass" if verdict.passed else "gate_fail"
-    reason = "; ".join(verdict.reasons)
     report = verdict.as_dict() | {"candidate": candidate, "champion": champion, "evaluation_set": eval_set}
-    record(platform.engine, PromotionEvent(registry.name, action, actor, reason, champion, candidate, report))
     # one HTTP call per version tag: the headline numbers here, all of them as run metrics below
     tags: Mapping[str, object] = {
         "gate.verdict": "pass" if verdict.passed else "fail",
         "gate.champion_version": champion,
-        "gate.reason": reason[:4900],  # MLflow tag values are capped at 5000 characters
         "gate.f1_weighted": f"{verdict.candidate_f1:.6f}",
         "gate.champion_f1_weighted": f"{verdict.champion_f1:.6f}",
-        aliases.TAG_PREFIX + "last_action": action,
     }
-    registry.set_tags(candidate, tags)
+    _audit_and_tag(platform, registry, PromotionEvent(registry.name, action, actor, "; ".join(verdict.reasons), champion, candidate, report), tags)
     run_id = registry.version(candidate).run_id
     if run_id:
         registry.log_run_metrics(run_id, verdict.metrics())
         registry.log_run_dict(run_id, report, f"promotion/gate_vs_v{champion}.json")
 
 
+def training_fingerprint(registry: ModelRegistry, version: str) -> dict[str, str] | None:
+    """What determined ``version``'s model: its run's params and code commit, as training.train logged them.
+
+    None when its run recorded no training params (a version registered by hand, a purged run):
+    such a version is never taken for a twin, it goes through the gate.
+    """
+    info = registry.version(version)
+    try:
+        params = registry.run_params(info.run_id) if info.run_id else {}
+    except RegistryNotFoundError:
+        return None
+    if "snapshot_id" not in params:
+        return None
+    return params | {f"tag.{key}": info.tags.get(key, "") for key in FINGERPRINT_TAGS}
+
+
+def _twin(registry: ModelRegistry, fingerprint: Mapping[str, str], state: RegistryState) -> tuple[str, str] | None:
+    """(role, version) of the champion or challenger trained exactly like ``fingerprint``, if any."""
+    for role, version in (("champion", state.champion), ("challenger", state.challenger)):
+        if version is not None and training_fingerprint(registry, version) == fingerprint:
+            return role, version
+    return None
+
+
+def _skip_if_identical(platform: Platform, registry: ModelRegistry, candidate: str, state: RegistryState, actor: Actor) -> GateOutcome | None:
+    """An identical retrain of the champion or challenger stays out, audited and tagged; None when the candidate is new."""
+    fingerprint = training_fingerprint(registry, candidate)
+    if fingerprint is None:
+        return None
+    twin = _twin(registry, fingerprint, state)
+    if twin is None:
+        return None
+    role, version = twin
+    reason = (
+        f"identical to the {role} v{version}: same snapshot {fingerprint['snapshot_id']}, training configuration and code; "
+        "nothing new to test"
+    )
+    log.info("gate skipped for %s v%s: %s", registry.name, candidate, reason)
+    metrics = {"identical_to": version, "role": role, "training": fingerprint}  # the audit keeps what matched
+    _audit_and_tag(
+        platform, registry, PromotionEvent(registry.name, "gate_skip", actor, reason, version, candidate, metrics),
+        {"gate.verdict": "identical", "gate.identical_to": version},
+    )
+    return GateOutcome(candidate, state.champion, "identical", None, None, reason)
+
+
 def run_gate(platform: Platform, candidate: str, *, actor: Actor, registry: ModelRegistry | None = None) -> GateOutcome:
-    """Compare ``candidate`` with the champion and move the aliases accordingly."""
+    """Compare ``candidate`` with the champion (unless it is an identical retrain) and move the aliases accordingly."""
     settings = platform.settings
     registry = registry or ModelRegistry(settings)
     candidate = str(candidate)
@@ -214,6 +275,9 @@ def run_gate(platform: Platform, candidate: str, *, actor: Actor, registry: Mode
     if candidate in (state.champion, state.challenger):
         log.info("%s v%s is already %s: gate skipped", registry.name, candidate, "champion" if candidate == state.champion else "challenger")
         return GateOutcome(candidate, state.champion, "unchanged", None, None)
+    identical = _skip_if_identical(platform, registry, candidate, state, actor)
+    if identical is not None:
+        return identical
     frame, eval_set = _evaluation_frame(platform, registry, state.champion)
     verdict = gate_verdict(
         _score(platform, candidate, frame),

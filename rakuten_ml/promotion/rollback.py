@@ -10,6 +10,7 @@ rate / P95 latency given by the caller is over its limit. A degradation always r
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -102,6 +103,11 @@ class HealthCheck:
         return asdict(self) | {"accuracy": self.accuracy, "degraded": self.degraded}
 
 
+def _known(value: float | None) -> float | None:
+    """NaN/inf (Prometheus's 0/0 without traffic, a hand-set tag) is unknown: not judged, and kept out of the JSON summary."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def assess(
     version: str,
     *,
@@ -116,6 +122,7 @@ def assess(
     max_p95_latency_ms: float = 1000.0,
 ) -> HealthCheck:
     """Pure: why (if at all) the champion counts as degraded."""
+    baseline_accuracy, error_rate, p95_latency_ms = _known(baseline_accuracy), _known(error_rate), _known(p95_latency_ms)
     reasons = []
     if baseline_accuracy is not None and n >= min_samples and correct / n < baseline_accuracy - tolerance:
         reasons.append(f"rolling accuracy {correct / n:.4f} on {n} labels < baseline {baseline_accuracy:.4f} - {tolerance}")
@@ -193,7 +200,9 @@ def guard_champion(
     registry = registry or ModelRegistry(settings)
     state = registry.state()
     if state.champion is None:
-        return GuardOutcome(None, None, None, "no champion to guard")
+        message = "no champion to guard" if state.registered else f"no model registered yet as {registry.name!r}: no champion to guard"
+        log.info("%s: %s", registry.name, message)
+        return GuardOutcome(None, None, None, message)
     baseline = registry.version(state.champion).tags.get(BASELINE_TAG)
     if baseline is None:
         log.warning("%s v%s has no %s tag: only error rate and latency are checked", registry.name, state.champion, BASELINE_TAG)

@@ -60,4 +60,7 @@ def registry_status(platform: Platform, *, limit: int = 10, registry: ModelRegis
         }
         for v in registry.versions(limit=limit)
     ]
-    return {"model_name": registry.name, "aliases": state.as_dict(), "versions": versions, "last_events": audit.history(platform.engine, registry.name, limit=5)}
+    return {
+        "model_name": registry.name, "registered": state.registered, "aliases": state.as_dict(), "versions": versions,
+        "last_events": audit.history(platform.engine, registry.name, limit=5),
+    }
