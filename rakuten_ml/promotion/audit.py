@@ -8,8 +8,6 @@ the promotion lock (SQLite would deadlock on a second writer).
 from __future__ import annotations
 
 import getpass
-import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from rakuten_ml.jsonsafe import json_safe
 from rakuten_ml.storage.database import fetch_all, promotion_events
 
 # gate_skip: the gate did not judge a candidate, an identical retrain of the champion or challenger
@@ -72,21 +71,6 @@ class PromotionEvent:
             "metrics": json_safe(self.metrics),
             "reason": self.reason,
         }
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf become None and numpy scalars plain numbers: PostgreSQL JSON rejects NaN."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return json.loads(json.dumps(value, default=str))
 
 
 def record_event(conn: Connection, event: PromotionEvent) -> int:

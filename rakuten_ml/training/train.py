@@ -24,6 +24,7 @@ from rakuten_ml.evaluation.metrics import EvaluationReport, evaluate_proba
 from rakuten_ml.evaluation.plots import confusion_matrix_figure, reliability_figure
 from rakuten_ml.evaluation.report import markdown_report
 from rakuten_ml.evaluation.robustness import PERTURBATIONS, perturb_images
+from rakuten_ml.jsonsafe import json_safe
 from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.fusion import FusedClassifier, fuse_probabilities
 from rakuten_ml.models.fusion_tuning import search_image_weight
@@ -49,7 +50,8 @@ class TrainResult:
     metrics: dict[str, float]
 
     def summary(self) -> dict[str, object]:
-        return asdict(self)
+        """JSON-valid (an undefined metric, e.g. a class absent from the hold-out, is None): it is an XCom."""
+        return json_safe(asdict(self))
 
 
 def vision_config(settings: Settings) -> Any:
