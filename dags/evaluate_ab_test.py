@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from rakuten_ml.timetables import NextSlotCronTimetable
+from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task
 
 DOC = """
 ### evaluate_ab_test
@@ -25,7 +26,7 @@ Every alias move takes the promotion lock and is written to `promotion_events`
 
 @dag(
     dag_id="evaluate_ab_test",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"), assets=Asset(MODEL_ASSET_URI)),
+    schedule=AssetOrTimeSchedule(timetable=NextSlotCronTimetable("0 6 * * *", timezone="UTC"), assets=Asset(MODEL_ASSET_URI)),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

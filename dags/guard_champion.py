@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
+from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Param, dag, task
 
 DOC = """
@@ -20,7 +21,7 @@ Idempotent: with no previous-champion left, or a healthy champion, it changes no
 
 @dag(
     dag_id="guard_champion",
-    schedule="15 * * * *",
+    schedule=NextSlotCronTimetable("15 * * * *", timezone="UTC"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

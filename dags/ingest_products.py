@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from rakuten_ml.orchestration import DEFAULT_ARGS, SNAPSHOT_ASSET_URI, START_DATE
+from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Asset, Param, dag, task
+
+SNAPSHOT = Asset(SNAPSHOT_ASSET_URI)
 
 DOC = """
 ### ingest_products
@@ -13,12 +16,18 @@ Reads the catalogue files (`RAKUTEN_OBJECT_STORE_URL`/`RAKUTEN_CATALOGUE_PREFIX`
 param) and the labelled-products table, validates every row against the data contract,
 quarantines bad rows with their reason and writes a content-addressed snapshot. Rerunning on
 the same inputs yields the same snapshot id and writes nothing twice.
+
+Every successful run records an event on `rakuten://dataset-snapshot` whose extra names the snapshot
+(`snapshot_id`, `new`: whether its content is new, the counts, and `as_of`: the run's logical date).
+That event schedules `score_catalogue`, which scores exactly that snapshot: nightly scoring follows
+each night's ingestion instead of guessing when it ends, and an unchanged snapshot is still rescored
+(the champion may have changed since yesterday).
 """
 
 
 @dag(
     dag_id="ingest_products",
-    schedule="0 1 * * *",
+    schedule=NextSlotCronTimetable("0 1 * * *", timezone="UTC"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -39,12 +48,15 @@ def ingest_products() -> None:
         platform.init_labelled_products()
         return platform.engine.url.render_as_string(hide_password=True)
 
-    @task(outlets=[Asset(SNAPSHOT_ASSET_URI)])
-    def ingest(params: dict | None = None) -> dict:
+    @task(outlets=[SNAPSHOT])
+    def ingest(params: dict | None = None, logical_date=None, dag_run=None, outlet_events=None) -> dict:  # noqa: ANN001 - Airflow context
         from rakuten_ml.cli import run_ingest
+        from rakuten_ml.orchestration import run_as_of, snapshot_event_extra
 
         params = params or {}
-        return run_ingest(source=params.get("source") or None, use_labelled_table=bool(params.get("labelled_table", True)))
+        summary = run_ingest(source=params.get("source") or None, use_labelled_table=bool(params.get("labelled_table", True)))
+        outlet_events[SNAPSHOT].extra = snapshot_event_extra(summary, run_as_of(logical_date, getattr(dag_run, "run_after", None)))
+        return summary
 
     init_database() >> ingest()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
 from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
+from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Asset, Param, dag, task
 
 DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET_URI)
@@ -29,7 +30,7 @@ schedules `retrain_classifier`; otherwise it is skipped.
 
 @dag(
     dag_id="monitor_drift",
-    schedule="0 4 * * *",
+    schedule=NextSlotCronTimetable("0 4 * * *", timezone="UTC"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

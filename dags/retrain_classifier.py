@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
-from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from rakuten_ml.orchestration import DEFAULT_ARGS, MODALITY_CHOICES, MODEL_ASSET_URI, START_DATE
+from rakuten_ml.timetables import NextSlotCronTimetable
+from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task
 
 DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET_URI)
+DEFAULT_MODALITIES = next(iter(MODALITY_CHOICES))
 # How many recent drift alerts a monthly/manual run looks at for ones no run has answered yet.
 RECENT_ALERTS = 20
 
@@ -19,9 +21,12 @@ DOC = """
    triggering asset events; a monthly or manual run claims recent alerts no run answered yet) and
    applies the debounce: no second training within `RAKUTEN_RETRAIN_COOLDOWN_HOURS` (default a
    week) of one that started, unless `force`. `max_active_runs=1`: never two at once.
-2. `cooldown_gate` skips everything below when the request was refused (recorded as `skipped_cooldown`).
+2. `cooldown_gate` ends *skipped*, with everything below it, when the request was refused (recorded as
+   `skipped_cooldown`; its log says which run holds the cool-down): a refused run shows as a skip in the
+   grid, not as a green training.
 3. `refresh_snapshot` ingests the sources again (new human labels) unless `snapshot_id` is given.
-4. `train` trains on it with the chosen modalities and registers a new version in MLflow.
+4. `train` trains on it with the chosen modalities (default: the champion's, text+image when there is
+   none) and registers a new version in MLflow.
 5. `register` closes the request with the version and emits `rakuten://registered-model`.
 
 **Promotion (gate, A/B start) attaches downstream of `register`**, whose return value is the
@@ -31,7 +36,7 @@ training summary (`model_version`, `metrics`, `snapshot_id`).
 
 @dag(
     dag_id="retrain_classifier",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 1 * *", timezone="UTC"), assets=DRIFT_ALERT),
+    schedule=AssetOrTimeSchedule(timetable=NextSlotCronTimetable("0 3 1 * *", timezone="UTC"), assets=DRIFT_ALERT),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -40,14 +45,15 @@ training summary (`model_version`, `metrics`, `snapshot_id`).
     doc_md=DOC,
     params={
         "snapshot_id": Param(None, type=["null", "string"], description="Train on this snapshot; empty = ingest a fresh one"),
-        "modalities": Param(["text"], type="array", items={"type": "string", "enum": ["text", "image"]}, description="Modalities to train"),
-        "reason": Param("", type="string", description="Why (kept on the model); empty = from the trigger"),
+        "modalities": Param(DEFAULT_MODALITIES, type="string", enum=list(MODALITY_CHOICES),
+                            values_display=MODALITY_CHOICES, description="What to train"),
+        "reason": Param(None, type=["null", "string"], description="Why (kept on the model); empty = from the trigger"),
         "force": Param(False, type="boolean", description="Train even inside the cool-down"),
     },
 )
 def retrain_classifier() -> None:
     @task(inlets=[DRIFT_ALERT])
-    def decide(params: dict | None = None, dag_run=None, run_id: str | None = None,  # noqa: ANN001
+    def decide(params: dict | None = None, dag_run=None, run_id: str | None = None, logical_date=None,  # noqa: ANN001
                triggering_asset_events=None, inlet_events=None) -> dict:  # noqa: ANN001 - Airflow accessors
         from rakuten_ml.monitoring.retrain_guard import alerts_from_events, begin_retrain
         from rakuten_ml.platform import Platform
@@ -66,11 +72,16 @@ def retrain_classifier() -> None:
             reason=params.get("reason") or None,
             force=bool(params.get("force")),
             cooldown_hours=platform.settings.retrain_cooldown_hours,
+            as_of=logical_date,  # None for asset-triggered runs: the triggering alerts' time is used
         )
 
-    @task.short_circuit
-    def cooldown_gate(decision: dict) -> bool:
-        return bool(decision["proceed"])
+    @task
+    def cooldown_gate(decision: dict) -> None:
+        """A refused request ends here as *skipped* (with everything below), so the grid shows it as a skip."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not decision["proceed"]:
+            raise AirflowSkipException(f"not retraining ({decision['status']}): {decision['decision']}; trigger with force=true to train anyway")
 
     @task
     def refresh_snapshot(params: dict | None = None) -> str:
@@ -83,6 +94,7 @@ def retrain_classifier() -> None:
     def train(snapshot_id: str, decision: dict, params: dict | None = None, run_id: str | None = None) -> dict:
         from rakuten_ml.monitoring.retrain_guard import STATUS_FAILED, finish_request
         from rakuten_ml.platform import Platform
+        from rakuten_ml.training.modalities import resolve_modalities
         from rakuten_ml.training.train import train_and_register
 
         platform = Platform.from_env()
@@ -90,7 +102,7 @@ def retrain_classifier() -> None:
             result = train_and_register(
                 platform,
                 snapshot_id=snapshot_id,
-                modalities=tuple((params or {}).get("modalities") or ("text",)),
+                modalities=resolve_modalities(platform.settings, (params or {}).get("modalities") or DEFAULT_MODALITIES),
                 dag_run_id=run_id,
                 reason=decision["reason"],
             )

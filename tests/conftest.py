@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(os.environ.get("RAKUTEN_TEST_AIRFLOW_HOME", "/tmp/rakuten-test-airflow")) / str(os.getpid())
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")  # registers the platform's timetable
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 # Fake credentials for the S3 test server; set before boto3 or mlflow read them.

@@ -37,14 +37,23 @@ def test_dag_metadata(dagbag, dag_id):
         assert task.retries >= 1
 
 
+def _cron(timetable) -> str:  # noqa: ANN001 - an Airflow timetable
+    assert type(timetable).__name__ == "NextSlotCronTimetable"  # unpausing never runs a missed slot
+    return timetable.summary
+
+
 def test_schedules_are_the_documented_ones(dagbag):
-    assert dagbag.dags["ingest_products"].schedule == "0 1 * * *"
-    assert dagbag.dags["score_catalogue"].schedule == "0 2 * * *"
+    assert _cron(dagbag.dags["ingest_products"].timetable) == "0 1 * * *"
+    scoring = dagbag.dags["score_catalogue"].timetable  # after each ingestion: on the snapshot asset's events
+    assert type(scoring).__name__ == "AssetTriggeredTimetable" and [a.name for a in scoring.asset_condition.objects] == ["rakuten://dataset-snapshot"]
     assert dagbag.dags["train_text_model"].schedule is None
-    assert dagbag.dags["monitor_drift"].schedule == "0 4 * * *"  # after scoring (02:00)
+    assert _cron(dagbag.dags["monitor_drift"].timetable) == "0 4 * * *"  # after the night's scoring
+    assert _cron(dagbag.dags["guard_champion"].timetable) == "15 * * * *"
     retrain = dagbag.dags["retrain_classifier"].timetable  # monthly OR on a drift-alert event
-    assert type(retrain).__name__ == "AssetOrTimeSchedule" and retrain.timetable.expression == "0 3 1 * *"
+    assert type(retrain).__name__ == "AssetOrTimeSchedule" and _cron(retrain.timetable) == "0 3 1 * *"
     assert retrain.asset_condition.name == "rakuten://drift-alert"
+    evaluate = dagbag.dags["evaluate_ab_test"].timetable  # daily OR on each registered version
+    assert _cron(evaluate.timetable) == "0 6 * * *" and evaluate.asset_condition.name == "rakuten://registered-model"
 
 
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time():

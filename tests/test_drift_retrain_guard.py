@@ -121,3 +121,21 @@ def test_begin_retrain_claims_unanswered_alerts_on_a_monthly_run(engine):
                                     reason="operator note", force=False, cooldown_hours=WEEK)
     assert not triggered["proceed"] and triggered["reason"] == "operator note"
     assert triggered["blocking_run_id"] == "scheduled__m"
+
+
+def test_cooldown_counts_the_days_the_requests_stand_for_not_the_wall_clock(engine):
+    """Replayed or backfilled days: day 0's training and day 4's alert are 4 days apart, whenever they ran."""
+    day = datetime(2026, 11, 25, 3, tzinfo=UTC)
+    first = guard.begin_retrain(engine, dag_run_id="manual__d0", run_type="manual", triggering=[], recent=[],
+                                reason="first model", force=False, cooldown_hours=48.0, as_of=day)
+    assert first["proceed"]
+    day4 = alert("drift:d4:v1", "data_drift") | {"as_of": (day + timedelta(days=4)).isoformat()}
+    assert guard.alerts_as_of([day4, alert("no-time")]) == day + timedelta(days=4)
+    fourth = guard.begin_retrain(engine, dag_run_id="asset__d4", run_type="asset_triggered", triggering=[day4], recent=[],
+                                 reason=None, force=False, cooldown_hours=48.0)
+    assert fourth["proceed"], fourth  # 4 days later, although a few seconds of wall clock apart
+    day5 = alert("drift:d5:v1", "data_drift") | {"as_of": (day + timedelta(days=5)).isoformat()}
+    fifth = guard.begin_retrain(engine, dag_run_id="asset__d5", run_type="asset_triggered", triggering=[day5], recent=[],
+                                reason=None, force=False, cooldown_hours=48.0)
+    assert not fifth["proceed"] and fifth["blocking_run_id"] == "asset__d4"
+    assert "asset__d4" in fifth["decision"] and fifth["reason"] == "drift alert (data_drift)"  # why refused, why asked

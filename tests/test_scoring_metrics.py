@@ -156,7 +156,7 @@ def test_the_dag_records_a_failed_run_then_fails(tmp_path, monkeypatch) -> None:
     score_partition(platform, run_id="scheduled__night", snapshot_id=snapshot_id, partition=parts[0], models=models)
     monkeypatch.setenv("RAKUTEN_HOME", str(tmp_path))
     with pytest.raises(AirflowFailException, match="2 of 3 partitions are not scored; clear the failed score_partition"):
-        summarise.python_callable(_counts=[], run_id="scheduled__night")
+        summarise.python_callable(_counts=[], models=models.as_dict(), run_id="scheduled__night")
     with platform.engine.connect() as conn:
         assert conn.execute(sa.select(scoring_runs.c.status)).scalar_one() == "failed"
     assert samples(textfile_path(settings).read_text())[("rakuten_batch_scoring_last_run_success", NONE)] == 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -30,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.errors import ModelLoadError
+from rakuten_ml.jsonsafe import finite_or_none
 from rakuten_ml.labels import CLASS_CODES
 from rakuten_ml.monitoring import (
     DRIFTED_STATUSES,
@@ -127,12 +127,7 @@ class DayEvaluation:
     tested_features: tuple[str, ...]
 
 
-def _num(value: float | None) -> float | None:
-    """JSON- and SQL-safe float: NaN/inf become None."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+_num = finite_or_none  # JSON- and SQL-safe float: NaN/inf become None
 
 
 def data_drift_rows(
@@ -289,6 +284,7 @@ class DriftCheckResult:
         return {
             "alert_id": self.alert_id,
             "check_date": self.check_date.isoformat(),
+            "as_of": self.window_end.isoformat(),  # the time the alert stands for: a retrain it causes is dated so
             "model_version": self.model_version,
             "report_key": self.report_key,
             "alerts": [

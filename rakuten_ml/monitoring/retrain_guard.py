@@ -91,6 +91,12 @@ def alerts_from_events(events: Iterable[Any]) -> list[dict[str, Any]]:
     return alerts
 
 
+def alerts_as_of(alerts: Sequence[Mapping[str, Any]]) -> datetime | None:
+    """The newest time the alerts stand for (their checks' window ends); None when they carry none."""
+    moments = [datetime.fromisoformat(a["as_of"]) for a in alerts if a.get("as_of")]
+    return max(moments, default=None)
+
+
 def trigger_of(run_type: str, triggering: Sequence[Mapping[str, Any]]) -> str:
     """asset (a drift alert), schedule (the monthly run) or manual (UI, CLI, dag.test)."""
     if triggering or run_type == "asset_triggered":
@@ -116,19 +122,24 @@ def begin_retrain(
     reason: str | None,
     force: bool,
     cooldown_hours: float,
+    as_of: datetime | None = None,
 ) -> dict[str, Any]:
     """The retraining DAG's first step: find the causing alerts, apply the cool-down, record the request.
 
     An asset-triggered run is caused by its triggering events; any other run (monthly, manual) claims
-    the recent alerts no run has answered yet, so an alert is never lost nor answered twice.
+    the recent alerts no run has answered yet, so an alert is never lost nor answered twice. ``as_of``
+    is the time the request stands for (the run's logical date, or the newest triggering alert's), so
+    the cool-down between a backfilled or replayed day and the next is the days between them; default now.
     """
     trigger = trigger_of(run_type, triggering)
     alerts = list(triggering) if triggering else pending_alerts(recent, handled_alert_ids(engine, exclude_run_id=dag_run_id))
     reason = reason or default_reason(trigger, alerts)
     decision = request_retrain(
-        engine, dag_run_id=dag_run_id, trigger=trigger, alerts=alerts, reason=reason, force=force, cooldown_hours=cooldown_hours
+        engine, dag_run_id=dag_run_id, trigger=trigger, alerts=alerts, reason=reason, force=force, cooldown_hours=cooldown_hours,
+        now=as_of or alerts_as_of(triggering),
     )
-    return decision.summary() | {"dag_run_id": dag_run_id, "trigger": trigger, "reason": reason}
+    # "reason" is why the training was asked for (kept on the model); "decision" why it may or may not run
+    return decision.summary() | {"decision": decision.reason, "dag_run_id": dag_run_id, "trigger": trigger, "reason": reason}
 
 
 def unique_alerts(alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

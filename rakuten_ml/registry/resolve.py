@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from rakuten_ml.errors import ModelLoadError
+from rakuten_ml.errors import ModelLoadError, NoModelYetError
 from rakuten_ml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def resolve_model(settings: Settings, *, version: str | None = None, alias: str 
     except MlflowException as exc:
         raise ModelLoadError(f"cannot resolve model {name!r} at {settings.mlflow_tracking_uri}: {exc.message}") from exc
     if not versions:
-        raise ModelLoadError(f"model {name!r} has no registered version; train one first (`rakuten-ml train`)")
+        raise NoModelYetError(f"model {name!r} has no registered version yet; train one first (`rakuten-ml train` or the retrain_classifier DAG)")
     return ResolvedModel(name, str(versions[0].version), None)
 
 

@@ -215,8 +215,15 @@ def parquet_prefix(run_id: str) -> str:
     return f"predictions/{safe}"
 
 
-def score_partition(platform: Platform, *, run_id: str, snapshot_id: str, partition: Partition, models: RunModels, batch_size: int = 4096) -> dict[str, int]:
-    """Score one productid range; a partition already done in this run is skipped (resume)."""
+def score_partition(
+    platform: Platform, *, run_id: str, snapshot_id: str, partition: Partition, models: RunModels, batch_size: int = 4096,
+    scored_at: datetime | None = None,
+) -> dict[str, int]:
+    """Score one productid range; a partition already done in this run is skipped (resume).
+
+    ``scored_at`` is the time the predictions stand for (the DAG passes its run's day, so a rerun of a
+    night's run keeps that night and the drift check of that day sees them); default now.
+    """
     state = _partition_state(platform, run_id, partition.partition_id)
     if state and state["status"] == DONE:
         log.info("partition %d of run %s already scored: skipped", partition.partition_id, run_id)
@@ -227,7 +234,7 @@ def score_partition(platform: Platform, *, run_id: str, snapshot_id: str, partit
         products = _snapshot_products(platform, snapshot_id)
         chunk_all = products[(products["productid"] >= partition.first_productid) & (products["productid"] <= partition.last_productid)]
         variants = assign_variants(chunk_all["productid"].tolist(), models.challenger_share, models.salt)
-        scored_at = datetime.now(UTC)
+        scored_at = scored_at or datetime.now(UTC)
         frames = []
         image_reused = 0
         for variant, model in ((CHAMPION, models.champion), (CHALLENGER, models.challenger)):
