@@ -1,9 +1,12 @@
-"""The end-to-end demo: generate a catalogue, then run the platform's DAGs with ``dag.test()``
-on the embedded defaults (SQLite for Airflow and MLflow, a local folder as object store).
+"""``make demo``: a month of production in one command, under a real Airflow deployment.
 
-Also the DAG runner the end-to-end tests use: ``python -m rakuten_ml.demo run-dag DAG_ID``.
-Airflow reads its configuration at import time, so the environment is prepared before
-anything imports it.
+It starts Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor, SQLite metadata), an
+MLflow tracking server and, from day 1, the serving API, all on loopback; runs the simulated month of
+:mod:`rakuten_ml.lifecycle.scenario` through Airflow's REST API; prints the timeline; writes an HTML
+report; then stops every service (``--keep-running`` keeps them up until Ctrl-C).
+
+``python -m rakuten_ml.demo run-dag DAG_ID`` is the ``dag.test()`` runner the DAG tests use.
+Airflow reads its configuration at import time, so the environment is prepared before anything imports it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +24,10 @@ from typing import Any
 log = logging.getLogger("rakuten_ml.demo")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DAGS = ("ingest_products", "train_text_model", "score_catalogue")
 
 
 def prepare_airflow_env(home: Path) -> dict[str, str]:
-    """Embedded Airflow: SQLite metadata DB under ``home``, this repo's dags/ and plugins/."""
+    """Embedded Airflow for ``dag.test()``: SQLite metadata DB under ``home``, this repo's dags/ and plugins/."""
     airflow_home = home / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -64,62 +67,34 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="generate a catalogue and run every demo DAG")
-    demo.add_argument("--rows", type=int, default=4000)
-    demo.add_argument("--seed", type=int, default=42)
+    demo = sub.add_parser("demo", help="the simulated month under a real Airflow deployment (default)")
+    demo.add_argument("--home", type=Path, default=None, help="where everything is written (default var/demo, emptied first)")
+    demo.add_argument("--keep-running", action="store_true", help="keep Airflow, MLflow and serving up afterwards, until Ctrl-C")
+    demo.add_argument("--airflow-port", type=int, default=8080)
+    demo.add_argument("--mlflow-port", type=int, default=5000)
+    demo.add_argument("--serving-port", type=int, default=8000)
     one = sub.add_parser("run-dag", help="run DAGs in order with dag.test() and print their outcomes as JSON")
     one.add_argument("dag_ids", nargs="+")
     one.add_argument("--conf", default="{}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    home = Path(os.environ.get("RAKUTEN_HOME", REPO_ROOT / "var" / "demo")).resolve()
-    prepare_airflow_env(home)
-    migrate_airflow_db()
     if args.command == "run-dag":
+        home = Path(os.environ.get("RAKUTEN_HOME", REPO_ROOT / "var" / "demo")).resolve()
+        prepare_airflow_env(home)
+        migrate_airflow_db()
         outcomes = [run_dag(dag_id, json.loads(args.conf)) for dag_id in args.dag_ids]
         print(json.dumps(outcomes, default=str))
         return 0 if all(o["state"] == "success" for o in outcomes) else 1
-    return run_demo(home, rows=getattr(args, "rows", 4000), seed=getattr(args, "seed", 42))
+    from rakuten_ml.lifecycle.run import run_demo
+    from rakuten_ml.lifecycle.stack import Ports
 
-
-def run_demo(home: Path, *, rows: int, seed: int) -> int:
-    from rakuten_ml.catalogue.generator import CatalogueSpec, generate_catalogue
-    from rakuten_ml.platform import Platform
-    from rakuten_ml.storage.object_store import open_store
-
-    platform = Platform.from_env()
-    catalogue = open_store(platform.settings.catalogue_url, platform.settings)
-    if not catalogue.exists(platform.settings.x_file):
-        log.info("generating a %d-row catalogue in %s", rows, catalogue.url)
-        generate_catalogue(catalogue, "", CatalogueSpec(rows=rows, seed=seed))
-    outcomes = {dag_id: run_dag(dag_id) for dag_id in DEMO_DAGS}
-    failed = [d for d, o in outcomes.items() if o["state"] != "success"]
-    ingest = outcomes["ingest_products"]["tasks"]["ingest"]["return_value"] or {}
-    train = outcomes["train_text_model"]["tasks"]["train"]["return_value"] or {}
-    score = outcomes["score_catalogue"]["tasks"]["summarise"]["return_value"] or {}
-    metrics = train.get("metrics", {})
-    lines = [
-        "",
-        "=== Rakuten MLOps demo ===",
-        "DAG runs            : " + ", ".join(f"{d}={o['state']}" for d, o in outcomes.items()),
-        f"catalogue           : {catalogue.url}",
-        f"snapshot            : {ingest.get('snapshot_id')} ({ingest.get('n_accepted')} accepted, {ingest.get('n_quarantined')} quarantined)",
-        f"MLflow              : {platform.settings.mlflow_tracking_uri}  (UI: .venv/bin/mlflow ui --backend-store-uri {platform.settings.mlflow_tracking_uri})",
-        f"MLflow run          : {train.get('run_id')}",
-        f"model version       : {train.get('model_name')} v{train.get('model_version')}",
-        f"hold-out weighted F1: {metrics.get('f1_weighted', float('nan')):.4f} (accuracy {metrics.get('accuracy', float('nan')):.4f})",
-        f"predictions         : {score.get('n_scored')} rows in {platform.settings.database_url} (table predictions, run {score.get('run_id')})",
-        f"prediction counts   : {score.get('counts')}",
-        f"predictions parquet : {platform.store.uri(score['parquet_prefix']) if score.get('parquet_prefix') else None}/",
-    ]
-    print("\n".join(lines))
-    if failed:
-        print(f"FAILED DAG runs: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    home = (getattr(args, "home", None) or REPO_ROOT / "var" / "demo").resolve()
+    ports = Ports(getattr(args, "airflow_port", 8080), getattr(args, "mlflow_port", 5000), getattr(args, "serving_port", 8000))
+    return run_demo(home, ports, keep_running=getattr(args, "keep_running", False))
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed demo still stops its services
     raise SystemExit(main(sys.argv[1:] or ["demo"]))
