@@ -105,6 +105,7 @@ def run_ingest(*, source: str | None = None, use_labelled_table: bool = True) ->
         x_file=settings.x_file,
         y_file=settings.y_file,
         image_folder=settings.image_folder,
+        max_image_side=settings.ingest_max_image_side,
     )
     return result.summary()
 
@@ -147,13 +148,16 @@ def score_cmd(
     version: Annotated[str | None, typer.Option(help="Model version (default: champion alias, else newest)")] = None,
     run_id: Annotated[str | None, typer.Option(help="Run id; rerunning the same id overwrites its predictions")] = None,
 ) -> None:
-    """Score a snapshot's products and upsert the predictions."""
+    """Score a snapshot's products and upsert the predictions; an existing --run-id resumes on its recorded snapshot and model."""
     from rakuten_ml.registry.resolve import resolve_model
-    from rakuten_ml.scoring.batch import score_products
+    from rakuten_ml.scoring.batch import recorded_run, score_products
 
     platform = _platform()
-    model = resolve_model(platform.settings, version=version)
-    result = score_products(platform, run_id=run_id or f"manual-{uuid.uuid4().hex[:12]}", snapshot_id=snapshot, model=model)
+    run_id = run_id or f"manual-{uuid.uuid4().hex[:12]}"
+    resuming = recorded_run(platform, run_id) is not None
+    # a resume keeps the model the run recorded: re-resolving the champion could swap it mid-run
+    model = None if resuming and version is None else resolve_model(platform.settings, version=version)
+    result = score_products(platform, run_id=run_id, snapshot_id=snapshot, model=model)
     _emit(result.summary())
 
 

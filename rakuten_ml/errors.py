@@ -61,3 +61,7 @@ class GateError(RakutenError):
 
 class NoModelYetError(ModelLoadError, LookupError):
     """No version of the model is registered yet (a fresh install): jobs that need one have nothing to do."""
+
+
+class ScoringRunConflictError(RakutenError):
+    """A scoring run id is reused with another snapshot or model than the run recorded at its start."""

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rakuten_ml.data.contract import MAX_IMAGE_SIDE
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAKUTEN_", extra="ignore")
@@ -37,6 +39,12 @@ class Settings(BaseSettings):
         default="require",
         description="require: a row whose image is absent is quarantined; optional: it is kept as text-only. "
         "A present but undecodable image is always quarantined.",
+    )
+    ingest_max_image_side: int = Field(
+        default=MAX_IMAGE_SIDE, ge=8,
+        description="Widest and tallest image ingestion accepts, read from the header before any decode; a larger "
+        "one is quarantined as image_too_large (decoding a 10,000 px PNG costs hundreds of MB). Default: "
+        "serving's bound, so every ingested photo can also be served.",
     )
 
     random_seed: int = 42

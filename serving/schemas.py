@@ -17,12 +17,18 @@ from typing import Annotated, Any, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, field_validator, model_validator
 
-from rakuten_ml.data.contract import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_ID, MAX_IMAGE_BYTES, check_image_bytes
+from rakuten_ml.data.contract import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_DESIGNATION_CHARS,
+    MAX_ID,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_SIDE,
+    check_image_bytes,
+    image_size_problem,
+    parse_integer,
+)
 from rakuten_ml.labels import CLASS_CODES, KNOWN_CODES
 
-# Product photos are at most a few megapixels; a 16-megapixel ceiling keeps a hostile image
-# from costing seconds of decode while leaving room for any real one.
-MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_BASE64_CHARS = 4 * math.ceil(MAX_IMAGE_BYTES / 3)
 _BASE64_SLACK = 1024  # line breaks of MIME-wrapped base64
 # Schema ceiling of a batch; the runtime limit is Settings.serving_max_batch_size (default 64).
@@ -40,11 +46,21 @@ def check_image(data: bytes) -> None:
             width, height = img.size
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for what is not an image
         raise ValueError(f"image is not a readable image file ({type(exc).__name__})") from None
-    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
-        raise ValueError(f"image is {width}x{height} pixels; at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} is accepted")
-    problem = check_image_bytes(data)
+    too_large = image_size_problem(width, height, MAX_IMAGE_SIDE)
+    if too_large:
+        raise ValueError(too_large)
+    problem = check_image_bytes(data, max_side=MAX_IMAGE_SIDE)
     if problem:
         raise ValueError(problem)
+
+
+def parse_productid(value: Any) -> int | None:
+    """The data contract's id rule, so serving and ingestion agree on what a productid is.
+
+    Pydantic's lax int would also take ``true`` as 1 or ``"1_000"`` as 1000; the range is
+    left to the field's bounds.
+    """
+    return None if value is None else parse_integer("productid", value)
 
 
 def decode_image_base64(value: Any) -> bytes:
@@ -97,6 +113,11 @@ class ProductIn(BaseModel):
         default=None, min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9._/=+-]+$",
         description="Key of the image in the platform object store.",
     )
+
+    @field_validator("productid", mode="before")
+    @classmethod
+    def _ascii_productid(cls, value: Any) -> int | None:
+        return parse_productid(value)
 
     @field_validator("image_key")
     @classmethod
@@ -202,6 +223,11 @@ class FeedbackIn(BaseModel):
     # the enum documents the 27 codes; the validator below still words the error for humans
     prdtypecode: int = Field(json_schema_extra={"enum": list(CLASS_CODES)})
     source: str = Field(default="human", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @field_validator("productid", mode="before")
+    @classmethod
+    def _ascii_productid(cls, value: Any) -> int | None:
+        return parse_productid(value)
 
     @field_validator("prdtypecode")
     @classmethod

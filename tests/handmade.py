@@ -18,6 +18,13 @@ def jpeg_bytes(colour: tuple[int, int, int] = (200, 30, 30), size: int = 64) -> 
     return buffer.getvalue()
 
 
+def png_bytes(width: int, height: int) -> bytes:
+    """A large-dimension image that stays small in bytes (one colour compresses well)."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def write_catalogue(store: ObjectStore, rows: list[dict], *, prefix: str = "", images: bool = True, extra_x_lines: str = "") -> None:
     """Write X/Y CSVs (challenge headers) and one JPEG per row unless the row says otherwise."""
     frame = pd.DataFrame(rows)

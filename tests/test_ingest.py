@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 
+from rakuten_ml.cli import run_ingest as run_ingest_command
+from rakuten_ml.data.contract import MAX_IMAGE_SIDE, Reason, inspect_image
 from rakuten_ml.data.ingest import content_image_key, ingest
 from rakuten_ml.data.snapshot import latest_snapshot_id, list_snapshots, load_products, load_quarantine, read_manifest
 from rakuten_ml.errors import DatabaseError, ObjectStoreError, SourceError
 from rakuten_ml.storage.database import count_rows, dataset_snapshots, init_db, labelled_products_table, make_engine, quarantined_rows
 from rakuten_ml.storage.object_store import LocalObjectStore, S3ObjectStore
-from tests.handmade import good_rows, jpeg_bytes, write_catalogue
+from tests.handmade import good_rows, jpeg_bytes, png_bytes, write_catalogue
 
 
 @pytest.fixture
@@ -237,3 +242,72 @@ def test_missing_labelled_table_is_a_clear_error(tmp_path, pg_url):
     init_db(engine)
     with pytest.raises(DatabaseError, match="table 'nope' does not exist"):
         ingest(source_store=source, source_prefix="", target_store=LocalObjectStore(tmp_path / "s"), engine=engine, labelled_engine=engine, labelled_table="nope")
+
+
+def test_ids_in_non_ascii_digits_are_quarantined_not_parsed(tmp_path, engine):
+    """int() and str.isdigit() read '١٢٣' as 123 and '４５６' as 456: an id is ASCII digits or quarantined."""
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    rows = good_rows(6)
+    rows[1]["productid"] = "\u0661\u0662\u0663"  # Arabic-Indic 123
+    rows[2]["productid"] = "\uff14\uff15\uff16"  # full-width 456
+    rows[3]["imageid"] = "\uff15\uff10\uff10\uff10\uff10\uff13"  # full-width 500003
+    rows[4]["prdtypecode"] = "\uff11\uff10"  # full-width 10, a known class code once parsed
+    write_catalogue(source, rows)
+    result = run_ingest(source, target, engine)
+    manifest = result.manifest
+    assert (manifest.n_input, manifest.n_accepted, manifest.n_quarantined) == (6, 2, 4)
+    assert manifest.quarantine_reasons == {"invalid_type": 3, "unknown_label": 1}
+    quarantine = load_quarantine(target, result.snapshot_id)
+    invalid = quarantine[quarantine["reason"] == "invalid_type"]
+    assert invalid["detail"].str.contains("ASCII digits 0-9").all()
+    assert {json.loads(raw)["productid"] for raw in invalid["raw"]} >= {"\u0661\u0662\u0663", "\uff14\uff15\uff16"}
+    assert sorted(load_products(target, result.snapshot_id)["productid"]) == [1000, 1005]
+
+
+def test_images_over_the_pixel_bound_are_quarantined_as_too_large(tmp_path, engine):
+    """The header's size is judged before any decode (memory is not this test's concern, the verdict is)."""
+    source = LocalObjectStore(tmp_path / "raw")
+    target = LocalObjectStore(tmp_path / "store")
+    rows = good_rows(4)
+    rows[1]["_image"] = png_bytes(5000, 5000)  # uniform: a few KB on disk, 25 megapixels decoded
+    rows[2]["_image"] = png_bytes(MAX_IMAGE_SIDE + 1, 16)  # one pixel over serving's bound
+    write_catalogue(source, rows)
+    result = run_ingest(source, target, engine)
+    manifest = result.manifest
+    assert (manifest.n_input, manifest.n_accepted, manifest.n_quarantined) == (4, 2, 2)
+    assert manifest.quarantine_reasons == {"image_too_large": 2}
+    details = load_quarantine(target, result.snapshot_id)["detail"]
+    assert details.str.contains(f"at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}").all()
+    assert details.str.contains("5000x5000").any()
+
+
+def test_the_pixel_bound_is_a_setting_of_the_ingest_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAKUTEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RAKUTEN_INGEST_MAX_IMAGE_SIDE", "48")
+    source = LocalObjectStore(tmp_path / "raw")
+    rows = good_rows(3)
+    rows[0]["_image"] = jpeg_bytes(size=32)
+    write_catalogue(source, rows)  # the others are 64 px
+    summary = run_ingest_command(source=str(tmp_path / "raw"), use_labelled_table=False)
+    assert (summary["n_input"], summary["n_accepted"]) == (3, 1)
+    assert summary["quarantine_reasons"] == {"image_too_large": 2}
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` over no pixels: a decompression bomb as its header shows it."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"")) + _png_chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_are_too_large_even_under_a_generous_side_bound():
+    bomb = inspect_image(_png_header(20_000, 20_000), max_side=100_000)  # PIL refuses it at open
+    assert bomb is not None and bomb.reason == Reason.IMAGE_TOO_LARGE and "decompression bomb" in bomb.detail
+    with pytest.warns(Image.DecompressionBombWarning):  # PIL only warns here: the contract refuses it
+        warned = inspect_image(_png_header(10_000, 10_000), max_side=100_000)
+    assert warned is not None and warned.reason == Reason.IMAGE_TOO_LARGE and "decompression-bomb bound" in warned.detail
+    assert inspect_image(jpeg_bytes()) is None

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 import torch
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
-from rakuten_ml.data.snapshot import load_products
+from rakuten_ml.catalogue.generator import CatalogueSpec, generate_catalogue
+from rakuten_ml.cli import app as cli_app
+from rakuten_ml.data.ingest import ingest
+from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
+from rakuten_ml.errors import ScoringRunConflictError
 from rakuten_ml.registry.resolve import resolve_model
 from rakuten_ml.scoring import batch
 from rakuten_ml.scoring import device as device_module
@@ -18,6 +25,7 @@ from rakuten_ml.scoring.device import decoding_workers
 from rakuten_ml.scoring.partitions import plan_partitions
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import predictions, scoring_partitions
+from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
 from tests.test_training import build_platform
 
@@ -138,3 +146,31 @@ def test_missing_and_corrupt_images_fall_back_to_text(tmp_path):
     assert result.n_scored == 360
     assert result.counts["text_only"] == n_without + 5
     assert result.counts["fused"] == 360 - n_without - 5
+
+
+def test_a_resumed_run_scores_its_recorded_snapshot_not_the_latest(tmp_path, monkeypatch):
+    """Kill `score --run-id R`, ingest a changed catalogue, rerun R: R still scores (only) its own snapshot."""
+    settings = Settings(home=tmp_path)
+    platform, snapshot_a = build_platform(settings, rows=600)
+    train_and_register(platform, snapshot_id=snapshot_a)
+    models = RunModels(resolve_model(settings))
+    _, parts = start_run(platform, run_id="R", snapshot_id=snapshot_a, models=models, partition_size=200)
+    score_partition(platform, run_id="R", snapshot_id=snapshot_a, partition=parts[0], models=models)  # then killed
+    catalogue = open_store(settings.catalogue_url, settings)
+    generate_catalogue(catalogue, "", CatalogueSpec(rows=500, seed=4))  # other products
+    snapshot_b = ingest(source_store=catalogue, source_prefix="", target_store=platform.store, engine=platform.engine,
+                        require_image=False).snapshot_id
+    assert latest_snapshot_id(platform.engine) == snapshot_b != snapshot_a
+    # the CLI's resume: no snapshot, no version, its default partition size (the run keeps its 3 partitions)
+    monkeypatch.setenv("RAKUTEN_HOME", str(tmp_path))
+    resumed = CliRunner().invoke(cli_app, ["score", "--run-id", "R"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.output)["snapshot_id"] == snapshot_a
+    ids_a = set(load_products(platform.store, snapshot_a)["productid"])
+    scored = [r[0] for r in stored_predictions(platform, "R")]
+    assert len(scored) == len(set(scored)) and set(scored) == ids_a  # none missing, none from B
+    with pytest.raises(ScoringRunConflictError, match="use a new run id"):
+        score_products(platform, run_id="R", snapshot_id=snapshot_b)
+    with pytest.raises(ScoringRunConflictError, match="use a new run id"):
+        score_products(platform, run_id="R", model=dataclasses.replace(models.champion, version="7"))
+    assert score_products(platform, run_id="R", snapshot_id=snapshot_a, model=models.champion).n_scored == len(ids_a)

@@ -104,6 +104,10 @@ def test_an_image_can_come_from_the_object_store(client: TestClient, serving_set
         ({"designation": "ok", "image_key": "a.jpg", "image_base64": b64(product_image())}, "products.0", "not both"),
         ({"designation": "  ", "description": ""}, "products.0", "needs a designation"),
         ({"designation": "ok", "productid": 0}, "productid", "greater than or equal to 1"),
+        ({"designation": "ok", "productid": "\u0661\u0662\u0663"}, "productid", "ASCII digits 0-9"),  # Arabic-Indic 123
+        ({"designation": "ok", "productid": "\uff14\uff15\uff16"}, "productid", "ASCII digits 0-9"),  # full-width 456
+        ({"designation": "ok", "productid": "1_000"}, "productid", "ASCII digits 0-9"),
+        ({"designation": "ok", "productid": True}, "productid", "got a boolean"),
         ({"designation": "ok", "colour": "red"}, "colour", "Extra inputs"),
     ],
 )
@@ -136,6 +140,8 @@ def test_feedback_rejects_unknown_labels(shared_client: TestClient) -> None:
     assert_error(shared_client.post("/v1/feedback", json={"productid": 5, "prdtypecode": 10, "source": "a b"}), 422, "validation_error",
                  contains="source")
     assert_error(shared_client.post("/v1/feedback", json={"productid": -1, "prdtypecode": 10}), 422, "validation_error")
+    assert_error(shared_client.post("/v1/feedback", json={"productid": "\uff14\uff15\uff16", "prdtypecode": 10}), 422,
+                 "validation_error", contains="ASCII digits 0-9")  # full-width 456 is not productid 456
 
 
 # ----------------------------------------------------------------------------- admin auth

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import feedback, fetch_all, prediction_log
 from serving.app import create_app
-from tests.conftest import free_port
+from tests.conftest import _admin, free_port
 from tests.test_serving_support import ADMIN_TOKEN, AUTH, POOL, assert_error, metric_value, registry_settings, set_alias
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -77,6 +77,29 @@ def test_a_dead_database_fails_no_prediction(pg_settings: Settings) -> None:
         assert client.app.state.serving.prediction_logger.flush(20)
         assert metric_value(client.get("/metrics").text, "rakuten_prediction_log_rows_total", outcome="dropped") == 6
         assert_error(client.post("/v1/feedback", json={"productid": 1, "prdtypecode": 10}), 503, "database_unavailable")
+
+
+@pytest.fixture
+def doomed_database(pg_server_url: str) -> Iterator[str]:
+    """A PostgreSQL database of its own, which the test may drop while the app holds an engine on it."""
+    name = f"rakuten_doomed_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_feedback_while_the_database_is_gone_is_a_503(tmp_path_factory: pytest.TempPathFactory, tmp_path, doomed_database: str) -> None:
+    """The engine was made while the database was up: the upsert itself meets the outage."""
+    settings = registry_settings(tmp_path_factory, tmp_path, database_url=doomed_database)
+    set_alias(settings, "champion", "1")
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/feedback", json={"productid": 1, "prdtypecode": 10}).status_code == 200
+        _admin(f'DROP DATABASE "{doomed_database.rsplit("/", 1)[1]}" WITH (FORCE)')
+        response = client.post("/v1/feedback", json={"productid": 2, "prdtypecode": 10})
+        body = assert_error(response, 503, "database_unavailable", contains="retry later")
+        assert response.headers["Retry-After"] == "10" and "productid" not in body["message"]
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 import os
 import shutil
 import subprocess
@@ -16,12 +15,11 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from PIL import Image
 
 from rakuten_ml.settings import Settings
 from rakuten_ml.training.train import train_and_register
 from tests.conftest import REPO_ROOT, free_port, wait_until_ready
-from tests.handmade import jpeg_bytes
+from tests.handmade import jpeg_bytes, png_bytes  # noqa: F401 - png_bytes: re-exported for the serving tests
 from tests.test_training import build_platform
 
 ADMIN_TOKEN = "test-admin-token-\u00e9"  # non-ASCII on purpose: the comparison works on bytes
@@ -70,13 +68,6 @@ def set_alias(settings: Settings, alias: str, version: str | None) -> None:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def png_bytes(width: int, height: int) -> bytes:
-    """A large-dimension image that stays small in bytes (one colour compresses well)."""
-    buffer = io.BytesIO()
-    Image.new("L", (width, height), 128).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
 
 
 def product_image() -> bytes:

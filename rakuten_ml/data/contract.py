@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -24,7 +27,13 @@ CONTRACT_VERSION = "1"
 MAX_DESIGNATION_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 30_000
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# Product photos are at most a few megapixels; a 16-megapixel ceiling keeps a hostile image
+# from costing seconds of decode (and hundreds of MB: PNG has no draft mode) while leaving
+# room for any real one. Serving applies it as is; ingestion reads Settings.ingest_max_image_side.
+MAX_IMAGE_SIDE = 4096
 MAX_ID = 2**63 - 1
+# ASCII digits only: str.isdigit() and int() also take '١٢٣' or '４５６', which no export writes.
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class Reason(StrEnum):
@@ -38,6 +47,7 @@ class Reason(StrEnum):
     LABEL_WITHOUT_PRODUCT = "label_without_product"
     MISSING_IMAGE = "missing_image"
     CORRUPT_IMAGE = "corrupt_image"
+    IMAGE_TOO_LARGE = "image_too_large"
     DUPLICATE_SUPERSEDED = "duplicate_superseded"
 
 
@@ -74,19 +84,37 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and value == "")
 
 
-def _as_id(name: str, value: Any) -> int:
-    """A positive integer id; accepts '123', 123, 123.0 but not '12a' or 1.5."""
+def parse_integer(name: str, value: Any) -> int:
+    """An int from an int, an integral float/Decimal or a string of ASCII digits; nothing else.
+
+    ``int()`` accepts any Unicode digit and ``bool`` is an int: an id must not depend on the
+    script it was typed in, nor be a flag, so those are refused here rather than coerced.
+    """
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an integer, got a boolean")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        value = int(value)
+    if isinstance(value, numbers.Integral):  # int and numpy integers
+        return int(value)
+    if isinstance(value, (numbers.Real, Decimal)):  # float, numpy floats, NUMERIC columns
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"{name} must be an integer, got {_shown(value)}")
+        return int(value)
     if isinstance(value, str):
-        value = value.strip()
-        if not value.lstrip("-").isdigit():
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-    number = int(value)
+        text = value.strip()
+        if not _ASCII_INTEGER.fullmatch(text):
+            raise ValueError(f"{name} must be an integer written in ASCII digits 0-9, got {_shown(text)}")
+        return int(text)
+    raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr`` cut short: an error message must not carry a 30,000-character field back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _as_id(name: str, value: Any) -> int:
+    """A positive 64-bit id; accepts '123', 123, 123.0 but not '12a', 1.5 or '١٢٣'."""
+    number = parse_integer(name, value)
     if not 0 < number <= MAX_ID:
         raise ValueError(f"{name} must be a positive 64-bit integer, got {number}")
     return number
@@ -150,22 +178,51 @@ def validate_fields(record: RawRecord) -> ProductRow | Rejection:
     return ProductRow(productid, imageid, designation, description, code)
 
 
-def check_image_bytes(data: bytes) -> str | None:
-    """None when ``data`` is a decodable image, else why not.
+@dataclass(frozen=True)
+class ImageProblem:
+    """Why an image is refused: the quarantine reason and a detail for a person."""
 
-    Decodes in JPEG draft mode (1/8 scale): a truncated or garbled stream still fails,
-    at a fraction of the cost of a full decode.
+    reason: Reason
+    detail: str
+
+
+def image_size_problem(width: int, height: int, max_side: int = MAX_IMAGE_SIDE) -> str | None:
+    """The pixel rule serving and ingestion share, judged on the header's size alone."""
+    if width > max_side or height > max_side:
+        return f"image is {width}x{height} pixels; at most {max_side}x{max_side} is accepted"
+    if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
+        return f"image is {width}x{height} pixels, over PIL's decompression-bomb bound of {Image.MAX_IMAGE_PIXELS}"
+    return None
+
+
+def inspect_image(data: bytes, *, max_side: int = MAX_IMAGE_SIDE) -> ImageProblem | None:
+    """None when ``data`` is a bounded, decodable image, else why not.
+
+    The header's size is checked before any pixel is decoded: decoding a 10,000 px PNG costs
+    hundreds of MB whatever its size on disk. Then a JPEG draft-mode decode (1/8 scale): a
+    truncated or garbled stream still fails, at a fraction of the cost of a full decode.
     """
     if not data:
-        return "image file is empty"
+        return ImageProblem(Reason.CORRUPT_IMAGE, "image file is empty")
     if len(data) > MAX_IMAGE_BYTES:
-        return f"image has {len(data)} bytes > {MAX_IMAGE_BYTES}"
+        return ImageProblem(Reason.CORRUPT_IMAGE, f"image has {len(data)} bytes > {MAX_IMAGE_BYTES}")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            too_large = image_size_problem(img.width, img.height, max_side)
+            if too_large:
+                return ImageProblem(Reason.IMAGE_TOO_LARGE, too_large)
             img.draft("RGB", (64, 64))
             img.load()
             if img.width < 8 or img.height < 8:
-                return f"image is {img.width}x{img.height}, too small to be a product photo"
+                return ImageProblem(Reason.CORRUPT_IMAGE, f"image is {img.width}x{img.height}, too small to be a product photo")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return ImageProblem(Reason.IMAGE_TOO_LARGE, f"image is a decompression bomb: {exc}")
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
-        return f"image cannot be decoded: {type(exc).__name__}: {exc}"
+        return ImageProblem(Reason.CORRUPT_IMAGE, f"image cannot be decoded: {type(exc).__name__}: {exc}")
     return None
+
+
+def check_image_bytes(data: bytes, *, max_side: int = MAX_IMAGE_SIDE) -> str | None:
+    """:func:`inspect_image`'s detail alone, for callers that only need a message (serving)."""
+    problem = inspect_image(data, max_side=max_side)
+    return problem.detail if problem else None

@@ -20,11 +20,12 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from rakuten_ml.data.contract import (
+    MAX_IMAGE_SIDE,
     ProductRow,
     RawRecord,
     Reason,
     Rejection,
-    check_image_bytes,
+    inspect_image,
     raw_fields,
     validate_fields,
 )
@@ -73,13 +74,21 @@ def content_image_key(digest: str) -> str:
 
 
 class ImageChecker:
-    """Checks that each candidate's image exists and decodes, and copies it into content-addressed storage."""
+    """Checks that each candidate's image exists, is bounded and decodes, and copies it into content-addressed storage.
 
-    def __init__(self, source_store: ObjectStore, target_store: ObjectStore, *, require_image: bool, workers: int = 8) -> None:
+    ``max_image_side`` is checked on the header before any decode: with ``workers`` threads
+    decoding at once, one unbounded PNG per thread is gigabytes.
+    """
+
+    def __init__(
+        self, source_store: ObjectStore, target_store: ObjectStore, *, require_image: bool, workers: int = 8,
+        max_image_side: int = MAX_IMAGE_SIDE,
+    ) -> None:
         self.source_store = source_store
         self.target_store = target_store
         self.require_image = require_image
         self.workers = workers
+        self.max_image_side = max_image_side
         self._present = {info.key for info in target_store.list(IMAGE_STORE_PREFIX)}
 
     def _check_one(self, candidate: _Candidate) -> Rejection | None:
@@ -96,9 +105,9 @@ class ImageChecker:
             if self.require_image:
                 return reject(Reason.MISSING_IMAGE, f"image {self.source_store.uri(record.image_key)} does not exist")
             return None
-        problem = check_image_bytes(data)
+        problem = inspect_image(data, max_side=self.max_image_side)
         if problem:
-            return reject(Reason.CORRUPT_IMAGE, f"{self.source_store.uri(record.image_key)}: {problem}")
+            return reject(problem.reason, f"{self.source_store.uri(record.image_key)}: {problem.detail}")
         digest = sha256_hex(data)
         key = content_image_key(digest)
         if key not in self._present:
@@ -166,6 +175,7 @@ def ingest_batches(
     target_store: ObjectStore,
     engine: Engine,
     require_image: bool = True,
+    max_image_side: int = MAX_IMAGE_SIDE,
 ) -> IngestResult:
     """Validate, deduplicate and snapshot what the sources yielded (oldest source first)."""
     rejections: list[Rejection] = []
@@ -182,7 +192,8 @@ def ingest_batches(
                 rejections.append(outcome)
             else:
                 candidates.append(_Candidate(record, outcome))
-    candidates, image_rejections = ImageChecker(source_store, target_store, require_image=require_image).check(candidates)
+    checker = ImageChecker(source_store, target_store, require_image=require_image, max_image_side=max_image_side)
+    candidates, image_rejections = checker.check(candidates)
     rejections.extend(image_rejections)
     candidates, superseded = resolve_duplicates(candidates)
     rejections.extend(superseded)
@@ -207,6 +218,7 @@ def ingest(
     x_file: str = "X_train_update.csv",
     y_file: str = "Y_train_CVw08PX.csv",
     image_folder: str = "image_train",
+    max_image_side: int = MAX_IMAGE_SIDE,
 ) -> IngestResult:
     """Ingest the catalogue files at ``source_prefix`` and, when given, the labelled-products table."""
     files = CatalogueFilesSource(source_store, source_prefix, x_file=x_file, y_file=y_file, image_folder=image_folder)
@@ -214,6 +226,9 @@ def ingest(
     if labelled_engine is not None and labelled_table:
         table_source = PostgresLabelledSource(labelled_engine, labelled_table, image_prefix=source_prefix, image_folder=image_folder)
         batches.append(table_source.read())
-    result = ingest_batches(batches, source_store=source_store, target_store=target_store, engine=engine, require_image=require_image)
+    result = ingest_batches(
+        batches, source_store=source_store, target_store=target_store, engine=engine, require_image=require_image,
+        max_image_side=max_image_side,
+    )
     log.info("ingest done: %s", result.summary())
     return result

@@ -20,6 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
+from rakuten_ml.errors import DatabaseError, ScoringRunConflictError
 from rakuten_ml.models.fusion import fuse_probabilities
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
@@ -27,7 +28,7 @@ from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_
 from rakuten_ml.scoring.device import halve_batch_size, onnx_export_cache, tune_image_model
 from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
 from rakuten_ml.scoring.metrics import textfile_path, write_textfile
-from rakuten_ml.scoring.partitions import Partition, plan_partitions
+from rakuten_ml.scoring.partitions import Partition, plan_partitions, split_partitions
 from rakuten_ml.storage.database import predictions as predictions_table
 from rakuten_ml.storage.database import scoring_partitions, scoring_runs, upsert
 
@@ -61,6 +62,21 @@ class RunModels:
             challenger_share=float(payload.get("challenger_share", 0.0)),
             salt=str(payload.get("salt", "")),
         )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run is bound to: recorded by its first start, read back by every resume.
+
+    A resumed run scores the snapshot and models it recorded, never "latest": its finished
+    partitions were scored on them, and ``scoring_runs`` names them.
+    """
+
+    run_id: str
+    snapshot_id: str
+    models: RunModels
+    partitions: list[Partition]
+    resumed: bool
 
 
 @dataclass
@@ -221,9 +237,12 @@ def score_partition(
 ) -> dict[str, int]:
     """Score one productid range; a partition already done in this run is skipped (resume).
 
+    A recorded run's models win over ``models`` (a cleared DAG run re-resolves the aliases, and
+    one run must not mix versions); a snapshot other than the recorded one is an error.
     ``scored_at`` is the time the predictions stand for (the DAG passes its run's day, so a rerun of a
     night's run keeps that night and the drift check of that day sees them); default now.
     """
+    models = _bound_models(platform, run_id, snapshot_id, models)
     state = _partition_state(platform, run_id, partition.partition_id)
     if state and state["status"] == DONE:
         log.info("partition %d of run %s already scored: skipped", partition.partition_id, run_id)
@@ -261,16 +280,89 @@ def score_partition(
     return counts
 
 
-def start_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models: RunModels, partition_size: int) -> tuple[str, list[Partition]]:
-    """Plan the partitions and record the run (idempotent: a resumed run keeps its start time)."""
+def recorded_run(platform: Platform, run_id: str) -> dict[str, Any] | None:
+    """The ``scoring_runs`` row of ``run_id``, or None for a run never started."""
+    stmt = sa.select(scoring_runs).where(scoring_runs.c.run_id == sa.bindparam("run_id"))
+    with platform.engine.connect() as conn:
+        row = conn.execute(stmt, {"run_id": run_id}).first()
+    return dict(row._mapping) if row else None
+
+
+def _bound_models(platform: Platform, run_id: str, snapshot_id: str, models: RunModels) -> RunModels:
+    """The models ``run_id`` recorded (``models`` when it recorded none), after checking its snapshot."""
+    recorded = recorded_run(platform, run_id)
+    if recorded is None:
+        return models
+    _check_snapshot(recorded, snapshot_id)
+    bound = RunModels.from_dict(recorded["models"])
+    if bound != models:
+        log.warning("run %s scores with the models it recorded (%s), not %s", run_id, _versions(bound), _versions(models))
+    return bound
+
+
+def _versions(models: RunModels) -> str:
+    challenger = f", challenger {models.challenger.version}" if models.challenger else ""
+    return f"champion {models.champion.version}{challenger}"
+
+
+def _check_snapshot(recorded: dict[str, Any], snapshot_id: str | None) -> None:
+    """An explicit snapshot must be the one the run recorded: a run id names one scoring of one snapshot."""
+    if snapshot_id and snapshot_id != recorded["snapshot_id"]:
+        raise ScoringRunConflictError(
+            f"scoring run {recorded['run_id']!r} was started on snapshot {recorded['snapshot_id']!r}, not {snapshot_id!r}; "
+            "to score another snapshot use a new run id (omit the snapshot to resume this run as recorded)"
+        )
+
+
+def _check_model(recorded: dict[str, Any], model: ResolvedModel | None) -> None:
+    """A pinned model must be the champion the run recorded: resuming never swaps the model mid-run."""
+    champion = RunModels.from_dict(recorded["models"]).champion
+    if model is not None and (model.name, model.version) != (champion.name, champion.version):
+        raise ScoringRunConflictError(
+            f"scoring run {recorded['run_id']!r} was started with {champion.name} version {champion.version}, not "
+            f"version {model.version}; to score with another version use a new run id (omit the version to resume this run)"
+        )
+
+
+def _record_new_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models: RunModels, partition_size: int) -> dict[str, Any]:
+    """Insert the run's row and read it back: when two starts race, both bind to the one that won."""
     snapshot_id = snapshot_id or latest_snapshot_id(platform.engine)
-    products = _snapshot_products(platform, snapshot_id)
-    partitions = plan_partitions(products["productid"].to_numpy(), partition_size)
     upsert(platform.engine, scoring_runs, [{
-        "run_id": run_id, "snapshot_id": snapshot_id, "models": models.as_dict(), "n_partitions": len(partitions),
+        "run_id": run_id, "snapshot_id": snapshot_id, "models": models.as_dict(),
+        "n_partitions": len(plan_partitions(_snapshot_products(platform, snapshot_id)["productid"].to_numpy(), partition_size)),
         "status": RUNNING, "counts": {}, "started_at": datetime.now(UTC), "finished_at": None,
     }], update=False)
-    return snapshot_id, partitions
+    recorded = recorded_run(platform, run_id)
+    if recorded is None:
+        raise DatabaseError(f"scoring run {run_id!r} is not in scoring_runs right after its insert; check the database URL")
+    return recorded
+
+
+def plan_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models: RunModels, partition_size: int) -> RunPlan:
+    """Record a new run, or bind to the one already recorded under ``run_id`` (a resume).
+
+    A resume keeps the run's snapshot, models and partitions (its recorded count, whatever
+    ``partition_size`` says), so its finished partitions are the ones it skips. Raises
+    :class:`ScoringRunConflictError` when ``snapshot_id`` is given and is not the run's.
+    """
+    recorded = recorded_run(platform, run_id)
+    resumed = recorded is not None
+    if recorded is None:
+        recorded = _record_new_run(platform, run_id=run_id, snapshot_id=snapshot_id, models=models, partition_size=partition_size)
+    _check_snapshot(recorded, snapshot_id)
+    bound_models = RunModels.from_dict(recorded["models"])
+    if resumed:
+        log.info("run %s resumes on its recorded snapshot %s in %d partitions with %s", run_id, recorded["snapshot_id"],
+                 recorded["n_partitions"], _versions(bound_models))
+    products = _snapshot_products(platform, recorded["snapshot_id"])
+    partitions = split_partitions(products["productid"].to_numpy(), recorded["n_partitions"])
+    return RunPlan(run_id, recorded["snapshot_id"], bound_models, partitions, resumed)
+
+
+def start_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models: RunModels, partition_size: int) -> tuple[str, list[Partition]]:
+    """:func:`plan_run` as (snapshot id, partitions), the DAG's plan task's shape; a resumed run keeps its start time."""
+    plan = plan_run(platform, run_id=run_id, snapshot_id=snapshot_id, models=models, partition_size=partition_size)
+    return plan.snapshot_id, plan.partitions
 
 
 def finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
@@ -312,12 +404,21 @@ def score_products(
     model: ResolvedModel | None = None,
     partition_size: int = 20_000,
 ) -> ScoreResult:
-    """The whole run in one process (CLI, tests); the DAG runs the same steps as mapped tasks."""
-    models = RunModels(model) if model is not None else resolve_run_models(platform)
-    snapshot_id, partitions = start_run(platform, run_id=run_id, snapshot_id=snapshot_id, models=models, partition_size=partition_size)
-    for partition in partitions:
-        score_partition(platform, run_id=run_id, snapshot_id=snapshot_id, partition=partition, models=models)
+    """The whole run in one process (CLI, tests); the DAG runs the same steps as mapped tasks.
+
+    A ``run_id`` already recorded resumes as recorded (its snapshot and models, whatever is
+    latest now); an explicit ``snapshot_id`` or ``model`` that differs from it raises
+    :class:`ScoringRunConflictError`.
+    """
+    recorded = recorded_run(platform, run_id)
+    if recorded is not None:
+        _check_model(recorded, model)
+        models = RunModels.from_dict(recorded["models"])
+    else:
+        models = RunModels(model) if model is not None else resolve_run_models(platform)
+    plan = plan_run(platform, run_id=run_id, snapshot_id=snapshot_id, models=models, partition_size=partition_size)
+    for partition in plan.partitions:
+        score_partition(platform, run_id=run_id, snapshot_id=plan.snapshot_id, partition=partition, models=plan.models)
     result = finish_run(platform, run_id=run_id)
     log.info("scored run %s: %s", run_id, result.summary())
     return result
-

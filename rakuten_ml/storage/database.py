@@ -266,17 +266,25 @@ def upsert(
         from sqlalchemy.dialects.sqlite import insert
     else:
         raise DatabaseError(f"upsert supports PostgreSQL and SQLite, not {dialect}")
-    with engine.begin() as conn:
-        if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS and _copy_upsert(conn, table, rows, keys, update):
-            return len(rows)
-        stmt = insert(table)
-        if update:
-            others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=others)
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        for start in range(0, len(rows), chunk_size):
-            conn.execute(stmt, [dict(row) for row in rows[start : start + chunk_size]])  # compiled once, executemany
+    try:
+        with engine.begin() as conn:
+            if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS and _copy_upsert(conn, table, rows, keys, update):
+                return len(rows)
+            stmt = insert(table)
+            if update:
+                others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+                stmt = stmt.on_conflict_do_update(index_elements=keys, set_=others)
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+            for start in range(0, len(rows), chunk_size):
+                conn.execute(stmt, [dict(row) for row in rows[start : start + chunk_size]])  # compiled once, executemany
+    except OperationalError as exc:
+        # The server went away after the engine was made (restart, failover, dropped database).
+        # exc.orig only: the full message would echo every bound row.
+        raise DatabaseError(
+            f"cannot write to {table.name!r} in {engine.url.render_as_string(hide_password=True)}: {exc.orig}; "
+            "check that the database server is running, then retry"
+        ) from exc
     return len(rows)
 
 
