@@ -25,8 +25,8 @@ DOC = """
    `skipped_cooldown`; its log says which run holds the cool-down): a refused run shows as a skip in the
    grid, not as a green training.
 3. `refresh_snapshot` ingests the sources again (new human labels) unless `snapshot_id` is given.
-4. `train` trains on it with the chosen modalities (default: the champion's, text+image when there is
-   none) and registers a new version in MLflow.
+4. `train` trains on it with the chosen modalities (default: the champion's, else the newest version's,
+   text+image for a first model) and registers a new version in MLflow.
 5. `register` closes the request with the version and emits `rakuten://registered-model`.
 
 **Promotion (gate, A/B start) attaches downstream of `register`**, whose return value is the

@@ -18,7 +18,7 @@ SNAPSHOT_ASSET_URI = "rakuten://dataset-snapshot"
 MODEL_ASSET_URI = "rakuten://registered-model"
 # The retrain form's modalities choice -> its label; rakuten_ml.training.modalities says what each trains.
 MODALITY_CHOICES = {
-    "champion": "Same as the champion (text+image when there is none)",
+    "champion": "Same as the champion (else the newest version; text+image for a first model)",
     "text+image": "Text and image",
     "text": "Text only",
 }

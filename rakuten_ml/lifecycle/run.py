@@ -8,6 +8,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -59,6 +61,19 @@ def write_outputs(home: Path, timeline: Timeline) -> tuple[Path, Path]:
     return timeline_path, report
 
 
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """This process reads the same settings as the services, and only while the demo runs (a caller, e.g. a
+    test session, gets its own environment back)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def run_demo(home: Path, ports: Ports, *, keep_running: bool = False, story: Story | None = None, out: TextIO = sys.stdout) -> int:
     """0 when the story ran to its end and every DAG run succeeded; the services are stopped on every path out."""
     from rakuten_ml.lifecycle.report import timeline_text
@@ -69,8 +84,7 @@ def run_demo(home: Path, ports: Ports, *, keep_running: bool = False, story: Sto
     home.mkdir(parents=True)
     started = time.monotonic()
     env = story_environment(home, f"http://127.0.0.1:{ports.mlflow}")
-    os.environ.update(env)  # this process reads the same settings as the services
-    with Stack(home, ports, os.environ) as stack:
+    with _environment(env), Stack(home, ports, os.environ) as stack:
         stack.start_mlflow()
         stack.start_airflow()
         out.write("\nThe platform is up:\n" + _where(stack) + "\nRunning the simulated month (about 15 minutes on 2 cores)...\n")

@@ -17,7 +17,8 @@ FIRST_MODEL = CHOICES["text+image"]
 
 
 def resolve_modalities(settings: Settings, choice: str) -> tuple[str, ...]:
-    """The modalities for ``choice``; a drift-triggered retrain keeps the champion's (its ``modalities`` tag)."""
+    """The modalities for ``choice``; "champion" keeps the champion's (its ``modalities`` tag), else the newest
+    version's (registered, never promoted), else the platform's fused model."""
     if choice in CHOICES:
         return CHOICES[choice]
     if choice != SAME_AS_CHAMPION:
@@ -26,12 +27,10 @@ def resolve_modalities(settings: Settings, choice: str) -> tuple[str, ...]:
 
     registry = ModelRegistry(settings)
     champion = registry.state().champion
-    if champion is None:
-        log.info("no champion yet: training %s", "+".join(FIRST_MODEL))
-        return FIRST_MODEL
-    tagged = registry.version(champion).tags.get("modalities", "")
-    modalities = tuple(m for m in tagged.split(",") if m)
+    model = registry.version(champion) if champion else next(iter(registry.versions(limit=1)), None)
+    modalities = tuple(m for m in (model.tags.get("modalities", "") if model else "").split(",") if m)
     if not modalities:
-        log.warning("champion v%s has no modalities tag: training %s", champion, "+".join(FIRST_MODEL))
+        log.info("no registered version says its modalities: training %s", "+".join(FIRST_MODEL))
         return FIRST_MODEL
+    log.info("training %s, as %s v%s", "+".join(modalities), "champion" if champion else "the newest version", model.version)
     return modalities
