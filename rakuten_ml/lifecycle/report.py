@@ -40,6 +40,8 @@ from rakuten_ml.monitoring import (
     STATUS_ALERT,
     STATUS_DRIFT,
 )
+from rakuten_ml.promotion.aliases import PREVIOUS_CHAMPION
+from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
 from rakuten_ml.storage.database import drift_checks, promotion_events
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ ELLIPSIS = "…"
 NO_DATA = "no data yet"
 AB_DAG_ID = "evaluate_ab_test"
 AB_TASK_ID = "evaluate_ab"
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+PREVIOUS = PREVIOUS_CHAMPION
 CHAMPION_ACTIONS = frozenset({"promote", "rollback"})  # the audit actions whose to_version becomes champion
 ACTION_COLOURS = {"promote": "#1a7f37", "reject": "#cf222e", "keep_testing": "#57606a"}
 
