@@ -10,7 +10,6 @@ rate / P95 latency given by the caller is over its limit. A degradation always r
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from rakuten_ml.jsonsafe import finite_or_none
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_evaluation import correct_count, labelled_predictions
@@ -103,11 +103,6 @@ class HealthCheck:
         return asdict(self) | {"accuracy": self.accuracy, "degraded": self.degraded}
 
 
-def _known(value: float | None) -> float | None:
-    """NaN/inf (Prometheus's 0/0 without traffic, a hand-set tag) is unknown: not judged, and kept out of the JSON summary."""
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 def assess(
     version: str,
     *,
@@ -122,7 +117,8 @@ def assess(
     max_p95_latency_ms: float = 1000.0,
 ) -> HealthCheck:
     """Pure: why (if at all) the champion counts as degraded."""
-    baseline_accuracy, error_rate, p95_latency_ms = _known(baseline_accuracy), _known(error_rate), _known(p95_latency_ms)
+    # NaN/inf (Prometheus's 0/0 without traffic, a hand-set tag) is unknown: not judged, and kept out of the JSON summary
+    baseline_accuracy, error_rate, p95_latency_ms = (finite_or_none(v) for v in (baseline_accuracy, error_rate, p95_latency_ms))
     reasons = []
     if baseline_accuracy is not None and n >= min_samples and correct / n < baseline_accuracy - tolerance:
         reasons.append(f"rolling accuracy {correct / n:.4f} on {n} labels < baseline {baseline_accuracy:.4f} - {tolerance}")
