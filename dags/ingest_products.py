@@ -54,7 +54,11 @@ def ingest_products() -> None:
         from rakuten_ml.orchestration import run_as_of, snapshot_event_extra
 
         params = params or {}
-        summary = run_ingest(source=params.get("source") or None, use_labelled_table=bool(params.get("labelled_table", True)))
+        summary = run_ingest(
+            source=params.get("source") or None,
+            use_labelled_table=bool(params.get("labelled_table", True)),
+            run_id=getattr(dag_run, "run_id", None),  # a retried task replaces its own run record
+        )
         outlet_events[SNAPSHOT].extra = snapshot_event_extra(summary, run_as_of(logical_date, getattr(dag_run, "run_after", None)))
         return summary
 

@@ -82,12 +82,13 @@ def db_init(with_labelled_products: Annotated[bool, typer.Option(help="Also crea
 def ingest_cmd(
     source: Annotated[str | None, typer.Option(help="Catalogue folder or s3://bucket/prefix (default: the platform catalogue)")] = None,
     labelled_table: Annotated[bool, typer.Option("--labelled-table/--no-labelled-table", help="Also read the labelled-products table")] = True,
+    run_id: Annotated[str | None, typer.Option(help="Name of this run's record; rerunning an id replaces its record (default: a new id)")] = None,
 ) -> None:
     """Validate the sources into a content-addressed snapshot; bad rows go to quarantine."""
-    _emit(run_ingest(source=source, use_labelled_table=labelled_table))
+    _emit(run_ingest(source=source, use_labelled_table=labelled_table, run_id=run_id))
 
 
-def run_ingest(*, source: str | None = None, use_labelled_table: bool = True) -> dict[str, Any]:
+def run_ingest(*, source: str | None = None, use_labelled_table: bool = True, run_id: str | None = None) -> dict[str, Any]:
     from rakuten_ml.data.ingest import ingest
     from rakuten_ml.storage.object_store import open_store
 
@@ -106,6 +107,8 @@ def run_ingest(*, source: str | None = None, use_labelled_table: bool = True) ->
         y_file=settings.y_file,
         image_folder=settings.image_folder,
         max_image_side=settings.ingest_max_image_side,
+        max_encoding_error_share=settings.ingest_max_encoding_error_share,
+        ingest_run_id=run_id,
     )
     return result.summary()
 
@@ -281,11 +284,23 @@ def serve_cmd(
 
 
 def run() -> None:
-    """Entry point that turns the platform's typed errors into one clear line and exit code 2."""
+    """Entry point that turns the platform's typed errors into one clear line and exit code 2.
+
+    A database connection lost where no step translated it is still one line, not a traceback.
+    """
+    from rakuten_ml.storage.database import CONNECTION_ERRORS
+
     try:
         app()
     except RakutenError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except CONNECTION_ERRORS as exc:
+        typer.echo(
+            f"error: the database connection was lost ({str(exc.orig).strip() or type(exc.orig).__name__}); "
+            "check that the server is running, then rerun the command: every command is safe to rerun",
+            err=True,
+        )
         raise SystemExit(2) from None
 
 

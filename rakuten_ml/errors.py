@@ -65,3 +65,11 @@ class NoModelYetError(ModelLoadError, LookupError):
 
 class ScoringRunConflictError(RakutenError):
     """A scoring run id is reused with another snapshot or model than the run recorded at its start."""
+
+
+class InvalidObjectKeyError(ObjectStoreError, ValueError):
+    """A key that no object can have (``..``, empty): a bad reference in the data, not a store outage."""
+
+
+class UnreadableObjectError(ObjectStoreError):
+    """One object exists but cannot be read as a file (a folder, a symlink loop, no permission): bad data, not an outage."""

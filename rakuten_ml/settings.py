@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         "one is quarantined as image_too_large (decoding a 10,000 px PNG costs hundreds of MB). Default: "
         "serving's bound, so every ingested photo can also be served.",
     )
+    ingest_max_encoding_error_share: float = Field(
+        default=0.01, ge=0.0, le=1.0,
+        description="Share of a CSV file's rows that may hold bytes that are not UTF-8: up to it (and always up to "
+        "10 rows), those rows are quarantined as encoding_error and the rest ingested; beyond it the whole file is "
+        "refused, naming its first bad lines, since it was exported in another encoding (cp1252, latin-1).",
+    )
 
     random_seed: int = 42
     vision_profile: Literal["tiny", "full"] = Field(

@@ -14,9 +14,11 @@ from PIL import Image
 from rakuten_ml.cli import run_ingest as run_ingest_command
 from rakuten_ml.data.contract import MAX_IMAGE_SIDE, Reason, inspect_image
 from rakuten_ml.data.ingest import content_image_key, ingest
-from rakuten_ml.data.snapshot import latest_snapshot_id, list_snapshots, load_products, load_quarantine, read_manifest
+from rakuten_ml.data.snapshot import latest_snapshot_id, list_ingest_runs, list_snapshots, load_products, load_quarantine, read_manifest
 from rakuten_ml.errors import DatabaseError, ObjectStoreError, SourceError
-from rakuten_ml.storage.database import count_rows, dataset_snapshots, init_db, labelled_products_table, make_engine, quarantined_rows
+from rakuten_ml.storage.database import (
+    count_rows, dataset_snapshots, ingest_runs, init_db, labelled_products_table, make_engine, quarantined_rows,
+)
 from rakuten_ml.storage.object_store import LocalObjectStore, S3ObjectStore
 from tests.handmade import good_rows, jpeg_bytes, png_bytes, write_catalogue
 
@@ -59,14 +61,22 @@ def test_rerun_is_idempotent(tmp_path, engine):
     rows = good_rows(6)
     rows[0]["prdtypecode"] = 999  # one quarantined row, to check it is not stored twice either
     write_catalogue(source, rows)
-    first = run_ingest(source, target, engine)
-    files_before = {info.key: info.version for info in target.list()}
-    second = run_ingest(source, target, engine)
+    first = run_ingest(source, target, engine, ingest_run_id="run-1")
+    snapshot_files = {info.key: info.version for info in target.list("snapshots")}
+    second = run_ingest(source, target, engine, ingest_run_id="run-2")
     assert second.snapshot_id == first.snapshot_id
     assert not second.created
-    assert {info.key: info.version for info in target.list()} == files_before
+    assert {info.key: info.version for info in target.list("snapshots")} == snapshot_files
+    assert sorted(info.key for info in target.list("ingest-runs")) == [
+        "ingest-runs/run-1/quarantine.parquet", "ingest-runs/run-2/quarantine.parquet",
+    ]
     assert count_rows(engine, dataset_snapshots) == 1
-    assert count_rows(engine, quarantined_rows) == 1
+    # each run accounts for its own rejected row; a retry of a run replaces what it wrote
+    assert count_rows(engine, quarantined_rows) == 2
+    run_ingest(source, target, engine, ingest_run_id="run-2")
+    assert count_rows(engine, quarantined_rows) == 2
+    assert count_rows(engine, ingest_runs) == 2
+    assert [r["n_quarantined"] for r in list_ingest_runs(engine)] == [1, 1]
 
 
 def test_changed_input_gives_new_snapshot_and_latest_follows(tmp_path, engine):

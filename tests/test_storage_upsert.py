@@ -46,7 +46,7 @@ def test_bulk_upsert_overwrites_by_key_and_never_duplicates(kind, pg_url, tmp_pa
 def test_bulk_upsert_round_trips_text_json_and_nulls(kind, pg_url, tmp_path) -> None:  # noqa: ANN001
     engine = _engine(kind, pg_url, tmp_path)
     rows = [
-        {"snapshot_id": "s1", "source": "x.csv", "location": f"line {i}", "reason": "empty_text",
+        {"ingest_run_id": "run-1", "snapshot_id": "s1", "source": "x.csv", "location": f"line {i}", "reason": "empty_text",
          "productid": None if i % 2 else i, "detail": AWKWARD_TEXT[i % len(AWKWARD_TEXT)],
          "raw": {"designation": AWKWARD_TEXT[(i + 1) % len(AWKWARD_TEXT)], "n": i, "none": None}}
         for i in range(COPY_MIN_ROWS + 1)

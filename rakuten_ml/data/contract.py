@@ -32,12 +32,19 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 # room for any real one. Serving applies it as is; ingestion reads Settings.ingest_max_image_side.
 MAX_IMAGE_SIDE = 4096
 MAX_ID = 2**63 - 1
+# A quarantined field is kept whole up to this size so a person can fix and replay the row; beyond it
+# (a 20 MB description is a broken export) it is cut, and the row's location names the full original.
+MAX_QUARANTINED_FIELD_CHARS = 100_000
 # ASCII digits only: str.isdigit() and int() also take '١٢٣' or '４５６', which no export writes.
 _ASCII_INTEGER = re.compile(r"-?[0-9]+")
+# What a ``surrogateescape`` decode makes of a byte that is not UTF-8 (a stray cp1252 "é", say).
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 class Reason(StrEnum):
     MALFORMED_ROW = "malformed_row"
+    ENCODING_ERROR = "encoding_error"
+    DUPLICATE_INDEX = "duplicate_index"
     MISSING_FIELD = "missing_field"
     INVALID_TYPE = "invalid_type"
     EMPTY_DESIGNATION = "empty_designation"
@@ -46,6 +53,8 @@ class Reason(StrEnum):
     UNKNOWN_LABEL = "unknown_label"
     LABEL_WITHOUT_PRODUCT = "label_without_product"
     MISSING_IMAGE = "missing_image"
+    INVALID_IMAGE_KEY = "invalid_image_key"
+    UNREADABLE_IMAGE = "unreadable_image"
     CORRUPT_IMAGE = "corrupt_image"
     IMAGE_TOO_LARGE = "image_too_large"
     DUPLICATE_SUPERSEDED = "duplicate_superseded"
@@ -134,11 +143,32 @@ def raw_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if isinstance(value, float) and math.isnan(value):
             out[str(key)] = None
-        elif value is None or isinstance(value, (str, int, float, bool)):
+        elif isinstance(value, str):
+            out[str(key)] = quarantined_text(value)
+        elif value is None or isinstance(value, (int, float, bool)):
             out[str(key)] = value
         else:
-            out[str(key)] = str(value)
+            out[str(key)] = quarantined_text(str(value))
     return out
+
+
+def quarantined_text(value: str) -> str:
+    """Text as quarantine stores it: undecodable bytes shown as ``\\xNN``, cut beyond a bound."""
+    text = visible_bytes(value)
+    if len(text) > MAX_QUARANTINED_FIELD_CHARS:
+        return f"{text[:MAX_QUARANTINED_FIELD_CHARS]}... [{len(text) - MAX_QUARANTINED_FIELD_CHARS} more chars cut]"
+    return text
+
+
+def visible_bytes(text: str) -> str:
+    """Bytes a ``surrogateescape`` decode could not read, written as ``\\xNN`` so JSON and a person can see them."""
+    if not has_undecodable_bytes(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def has_undecodable_bytes(text: str) -> bool:
+    return _UNDECODABLE.search(text) is not None
 
 
 def validate_fields(record: RawRecord) -> ProductRow | Rejection:

@@ -6,7 +6,12 @@ Duplicate policy (latest source wins): sources are applied oldest first — cata
 labels are corrections of the export) — and within a file the later line wins. Only rows
 that passed the contract compete: an invalid newer row is quarantined and never hides a
 valid older one. Every losing row is quarantined as ``duplicate_superseded`` with the
-location of the winner, so counts always balance: input = accepted + quarantined.
+location of the winner, so counts always balance: input = accepted + quarantined, for every run.
+
+An input row is a product line of the catalogue files (joined to its label line), a label line
+that no product line took, a Parquet row or a labelled-table row. A bad object (a folder named
+``.jpg``, a link loop, a key with ``..``) quarantines its row; a store or database that fails as a
+whole ends the run with a typed error and writes nothing the rerun would not write again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -29,9 +35,9 @@ from rakuten_ml.data.contract import (
     raw_fields,
     validate_fields,
 )
-from rakuten_ml.data.snapshot import SnapshotManifest, write_snapshot
+from rakuten_ml.data.snapshot import IngestRunRecord, SnapshotManifest, write_snapshot
 from rakuten_ml.data.sources import CatalogueFilesSource, PostgresLabelledSource, SourceBatch
-from rakuten_ml.errors import ObjectNotFoundError, RakutenError
+from rakuten_ml.errors import InvalidObjectKeyError, ObjectNotFoundError, RakutenError, UnreadableObjectError
 from rakuten_ml.storage.object_store import ObjectStore, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -41,22 +47,28 @@ IMAGE_STORE_PREFIX = "images/sha256"
 
 @dataclass(frozen=True)
 class IngestResult:
+    """The snapshot a run produced or confirmed (``manifest``: the run that first wrote it) and the run itself."""
+
     manifest: SnapshotManifest
     created: bool
+    run: IngestRunRecord
 
     @property
     def snapshot_id(self) -> str:
         return self.manifest.snapshot_id
 
     def summary(self) -> dict[str, Any]:
-        m = self.manifest
+        """This run's own accounting (n_input = n_accepted + n_quarantined), even on a reused snapshot id."""
+        r = self.run
         return {
-            "snapshot_id": m.snapshot_id,
+            "ingest_run_id": r.ingest_run_id,
+            "snapshot_id": r.snapshot_id,
             "created": self.created,
-            "n_input": m.n_input,
-            "n_accepted": m.n_accepted,
-            "n_quarantined": m.n_quarantined,
-            "quarantine_reasons": m.quarantine_reasons,
+            "n_input": r.n_input,
+            "n_accepted": r.n_accepted,
+            "n_quarantined": r.n_quarantined,
+            "quarantine_reasons": r.quarantine_reasons,
+            "quarantine_key": r.quarantine_key,
         }
 
 
@@ -105,6 +117,11 @@ class ImageChecker:
             if self.require_image:
                 return reject(Reason.MISSING_IMAGE, f"image {self.source_store.uri(record.image_key)} does not exist")
             return None
+        except InvalidObjectKeyError as exc:  # a reference that points outside the store ('..'): the row's fault
+            return reject(Reason.INVALID_IMAGE_KEY, str(exc))
+        except UnreadableObjectError as exc:  # a folder or a link loop where the photo should be
+            return reject(Reason.UNREADABLE_IMAGE, str(exc))
+        # Any other ObjectStoreError is the store itself failing (S3 down): it ends the run, quarantines nothing.
         problem = inspect_image(data, max_side=self.max_image_side)
         if problem:
             return reject(problem.reason, f"{self.source_store.uri(record.image_key)}: {problem.detail}")
@@ -176,6 +193,8 @@ def ingest_batches(
     engine: Engine,
     require_image: bool = True,
     max_image_side: int = MAX_IMAGE_SIDE,
+    ingest_run_id: str | None = None,
+    started_at: datetime | None = None,
 ) -> IngestResult:
     """Validate, deduplicate and snapshot what the sources yielded (oldest source first)."""
     rejections: list[Rejection] = []
@@ -202,8 +221,11 @@ def ingest_batches(
         raise RakutenError(
             f"ingestion lost rows: {n_input} in, {len(products)} accepted + {len(rejections)} quarantined; this is a bug"
         )
-    manifest, created = write_snapshot(target_store, engine, products, rejections, n_input=n_input, sources=versions)
-    return IngestResult(manifest, created)
+    manifest, created, run = write_snapshot(
+        target_store, engine, products, rejections, n_input=n_input, sources=versions, ingest_run_id=ingest_run_id,
+        started_at=started_at,
+    )
+    return IngestResult(manifest, created, run)
 
 
 def ingest(
@@ -219,16 +241,26 @@ def ingest(
     y_file: str = "Y_train_CVw08PX.csv",
     image_folder: str = "image_train",
     max_image_side: int = MAX_IMAGE_SIDE,
+    max_encoding_error_share: float = 0.01,
+    ingest_run_id: str | None = None,
 ) -> IngestResult:
-    """Ingest the catalogue files at ``source_prefix`` and, when given, the labelled-products table."""
-    files = CatalogueFilesSource(source_store, source_prefix, x_file=x_file, y_file=y_file, image_folder=image_folder)
+    """Ingest the catalogue files at ``source_prefix`` and, when given, the labelled-products table.
+
+    ``ingest_run_id`` names the run's record (an Airflow run id makes a task retry replace its own
+    record); without one a new id is made.
+    """
+    started_at = datetime.now(UTC)
+    files = CatalogueFilesSource(
+        source_store, source_prefix, x_file=x_file, y_file=y_file, image_folder=image_folder,
+        max_encoding_error_share=max_encoding_error_share,
+    )
     batches = [files.read()]
     if labelled_engine is not None and labelled_table:
         table_source = PostgresLabelledSource(labelled_engine, labelled_table, image_prefix=source_prefix, image_folder=image_folder)
         batches.append(table_source.read())
     result = ingest_batches(
         batches, source_store=source_store, target_store=target_store, engine=engine, require_image=require_image,
-        max_image_side=max_image_side,
+        max_image_side=max_image_side, ingest_run_id=ingest_run_id, started_at=started_at,
     )
     log.info("ingest done: %s", result.summary())
     return result

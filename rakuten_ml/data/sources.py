@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from rakuten_ml.data.contract import RawRecord, Reason, Rejection
+from rakuten_ml.data.contract import RawRecord, Reason, Rejection, has_undecodable_bytes, quarantined_text, raw_fields, visible_bytes
 from rakuten_ml.errors import DatabaseError, SourceError
 from rakuten_ml.storage.database import reflect_table
 from rakuten_ml.storage.object_store import ObjectStore
@@ -27,9 +29,14 @@ log = logging.getLogger(__name__)
 PRODUCT_COLUMNS = ("designation", "description", "productid", "imageid")
 PARQUET_COLUMNS = (*PRODUCT_COLUMNS, "prdtypecode")
 
-# The real description field reaches 12,000 chars; csv's default field limit (128 KiB) is fine,
-# but raise it so one pathological field is quarantined by the contract instead of aborting the file.
-csv.field_size_limit(16 * 1024 * 1024)
+# Every field is bounded by its file, which is in memory already; the contract bounds lengths after
+# parsing, so a 20 MB description is quarantined as too_long instead of aborting the file.
+csv.field_size_limit(2**31 - 1)
+# Below this many undecodable rows a file is never refused: a stray cp1252 byte or two is a row problem.
+ENCODING_ERROR_FLOOR = 10
+# An embedded line that starts like a row of the file ("123," or "\"123\","): the sign of rows merged by
+# an unbalanced quote.
+_ROW_START = re.compile(r'^\s*"?([0-9]+)"?,')
 
 
 @dataclass
@@ -58,38 +65,154 @@ def _id_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _read_csv_rows(data: bytes, file_label: str, expected: tuple[str, ...]) -> tuple[list[tuple[str, dict[str, str]]], list[Rejection]]:
-    """Rows of a challenge CSV keyed by its index column; lines with the wrong shape are rejected."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"{file_label} is not UTF-8 text ({exc}); re-export it as UTF-8 CSV") from exc
+@dataclass
+class CsvRecord:
+    """One record of a challenge CSV as parsed: its first physical line, its index value and either
+    its fields or the reason it cannot be used as a row."""
+
+    line: int
+    location: str
+    key: str | None
+    values: list[str]
+    fields: dict[str, str] | None = None
+    problem: tuple[Reason, str] | None = None
+
+    def raw(self) -> dict[str, Any]:
+        return raw_fields(self.fields) if self.fields is not None else {"line": quarantined_text(",".join(self.values))}
+
+    def continuation_lines(self) -> list[tuple[int, str]]:
+        """Physical lines after the first, with their offset: a record spans several only through quoted newlines."""
+        if not any("\n" in v or "\r" in v for v in self.values):
+            return []
+        lines = ",".join(self.values).splitlines()
+        return list(enumerate(lines[1:], start=1))
+
+
+@dataclass
+class _LabelIndex:
+    """The label file's rows by index; each is taken at most once, so every label row is accounted for once:
+    joined to its product (accepted or quarantined with it), or quarantined on its own."""
+
+    labels: dict[str, tuple[str, str]]  # index -> (prdtypecode, location)
+    ambiguous: dict[str, list[str]]  # index -> every label the file gives it, when more than one
+    taken: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, records: list[CsvRecord], batch: SourceBatch) -> _LabelIndex:
+        labels: dict[str, tuple[str, str]] = {}
+        ambiguous: dict[str, list[str]] = {}
+        for record in records:
+            if record.problem is not None or record.fields is None or record.key is None:
+                reason, detail = record.problem or (Reason.MALFORMED_ROW, "no index")
+                batch.rejections.append(Rejection("files", record.location, reason, detail, None, record.raw()))
+                continue
+            key, label = record.key, record.fields["prdtypecode"]
+            if key in labels:
+                ambiguous.setdefault(key, [labels[key][0]]).append(label)
+                detail = f"index {key} already has a label at {labels[key][1]}: its product is quarantined, not given either"
+                batch.rejections.append(Rejection("files", record.location, Reason.DUPLICATE_INDEX, detail, None, record.raw()))
+                continue
+            labels[key] = (label, record.location)
+        return cls(labels, ambiguous)
+
+    def take(self, key: str | None) -> str | None:
+        if key is None or key not in self.labels or key in self.taken:
+            return None
+        self.taken.add(key)
+        return self.labels[key][0]
+
+    def remaining(self) -> list[tuple[str, tuple[str, str]]]:
+        return [(key, entry) for key, entry in self.labels.items() if key not in self.taken]
+
+
+@dataclass
+class CsvTable:
+    records: list[CsvRecord]
+    indexed: bool  # the first column is the challenge's index, which joins X to Y
+
+
+def read_csv_records(data: bytes, file_label: str, expected: tuple[str, ...], *, max_encoding_error_share: float = 0.01) -> CsvTable:
+    """Parse a challenge CSV into records; a bad line becomes a record with a problem, never an exception.
+
+    The file as a whole is refused (:class:`SourceError`) only when it has no header, lacks a column,
+    or is mostly in another encoding than UTF-8.
+    """
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
         raise SourceError(f"{file_label} is empty; expected a header ',{','.join(expected)}'") from None
+    except csv.Error as exc:
+        raise SourceError(f"{file_label}: the header line cannot be parsed as CSV ({exc})") from exc
     columns = [h.strip() for h in header]
     missing = [c for c in expected if c not in columns]
     if missing:
-        raise SourceError(f"{file_label} lacks columns {missing}; header is {columns}")
-    index_pos = 0 if columns[0] in ("", "Unnamed: 0", "index") else None
-    rows: list[tuple[str, dict[str, str]]] = []
-    rejections: list[Rejection] = []
-    start_line = 2
-    for values in reader:
-        line = f"{file_label}:line {start_line}"
-        start_line = reader.line_num + 1
-        if len(values) != len(columns):
-            raw = {"line": ",".join(values)[:2000]}
-            rejections.append(
-                Rejection("files", line, Reason.MALFORMED_ROW, f"{len(values)} fields, expected {len(columns)}", None, raw)
-            )
+        raise SourceError(f"{file_label} lacks columns {missing}; header is {[visible_bytes(c) for c in columns]}")
+    indexed = columns[0] in ("", "Unnamed: 0", "index")
+    records: list[CsvRecord] = []
+    line = 2
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # the csv module's own limits; the reader resumes at the next line
+            records.append(CsvRecord(line, f"{file_label}:line {line}", None, [], problem=(Reason.MALFORMED_ROW, f"unparsable CSV: {exc}")))
+            line = reader.line_num + 1
             continue
-        fields = dict(zip(columns, values, strict=True))
-        key = values[index_pos].strip() if index_pos is not None else str(len(rows))
-        rows.append((key, fields | {"_location": line}))
-    return rows, rejections
+        record = CsvRecord(line, f"{file_label}:line {line}", None, values)
+        line = reader.line_num + 1
+        if not values:
+            continue  # a blank line is not a row
+        if indexed:
+            record.key = values[0].strip()
+        if len(values) != len(columns):
+            record.problem = (Reason.MALFORMED_ROW, f"{len(values)} fields, expected {len(columns)}")
+        else:
+            record.fields = dict(zip(columns, values, strict=True))
+            if not indexed:
+                record.key = str(len(records))
+        if any(has_undecodable_bytes(v) for v in values):
+            record.problem = (Reason.ENCODING_ERROR, "the row holds bytes that are not UTF-8; fix them (or re-export the file as UTF-8) and replay the row")
+        records.append(record)
+    _refuse_other_encodings(records, file_label, max_encoding_error_share)
+    return CsvTable(records, indexed)
+
+
+def _refuse_other_encodings(records: list[CsvRecord], file_label: str, max_share: float) -> None:
+    bad = [r.line for r in records if r.problem is not None and r.problem[0] is Reason.ENCODING_ERROR]
+    if len(bad) > max(ENCODING_ERROR_FLOOR, max_share * len(records)):
+        raise SourceError(
+            f"{file_label} is not UTF-8: {len(bad)} of {len(records)} rows hold other bytes (first at lines "
+            f"{', '.join(map(str, bad[:5]))}); re-export it as UTF-8, or raise RAKUTEN_INGEST_MAX_ENCODING_ERROR_SHARE "
+            "to quarantine those rows instead"
+        )
+
+
+def _as_index(key: str | None) -> int | None:
+    return int(key) if key is not None and key.isascii() and key.isdigit() else None
+
+
+def swallowed_row_keys(record: CsvRecord, known_keys: set[str], labels: set[str], previous: str | None, following: str | None) -> list[tuple[int, str]]:
+    """Index values of rows an unbalanced quote merged into ``record``, with their line offsets.
+
+    An embedded line that starts like a row ("<index>,") is a swallowed row when no record of the file
+    has that index and it either has a label of its own or lies strictly between the indices of the
+    record's two neighbours: a real description that quotes a line starting "12, rue ..." meets
+    neither, since consecutive rows leave no index between them.
+    """
+    low, high = _as_index(previous), _as_index(following)
+    found: list[tuple[int, str]] = []
+    for offset, text in record.continuation_lines():
+        match = _ROW_START.match(text)
+        if match is None or match.group(1) in known_keys:
+            continue
+        key = match.group(1)
+        between = low is not None and high is not None and low < int(key) < high
+        if key in labels or between:
+            found.append((offset, key))
+    return found
 
 
 class CatalogueFilesSource:
@@ -105,9 +228,11 @@ class CatalogueFilesSource:
         x_file: str = "X_train_update.csv",
         y_file: str = "Y_train_CVw08PX.csv",
         image_folder: str = "image_train",
+        max_encoding_error_share: float = 0.01,
     ) -> None:
         self.store = store
         self.prefix = prefix.strip("/")
+        self.max_encoding_error_share = max_encoding_error_share
         self.x_file = x_file
         self.y_file = y_file
         self.image_folder = image_folder
@@ -139,28 +264,56 @@ class CatalogueFilesSource:
         return batch
 
     def _read_challenge_csvs(self, batch: SourceBatch, x_key: str, y_key: str) -> None:
-        x_rows, x_bad = _read_csv_rows(self.store.get_bytes(x_key), self.store.uri(x_key), PRODUCT_COLUMNS)
-        y_rows, y_bad = _read_csv_rows(self.store.get_bytes(y_key), self.store.uri(y_key), ("prdtypecode",))
-        batch.rejections.extend(x_bad + y_bad)
-        labels: dict[str, tuple[str, str]] = {}
-        for index, fields in y_rows:
-            if index in labels:
-                batch.rejections.append(
-                    Rejection("files", fields["_location"], Reason.MALFORMED_ROW, f"index {index} appears twice in the label file", None, {"index": index})
-                )
-                continue
-            labels[index] = (fields["prdtypecode"], fields["_location"])
-        seen: set[str] = set()
-        for index, fields in x_rows:
-            label = labels.get(index)
-            fields = {c: fields[c] for c in PRODUCT_COLUMNS} | {"prdtypecode": label[0] if label else None, "_location": fields["_location"]}
-            seen.add(index)
-            batch.records.append(self._record(fields))
-        for index, (label, location) in labels.items():
-            if index not in seen:
-                batch.rejections.append(
-                    Rejection("files", location, Reason.LABEL_WITHOUT_PRODUCT, f"label row {index} has no product row in {self.x_file}", None, {"index": index, "prdtypecode": label})
-                )
+        """Join X to Y on the index, so that a product gets its own label or none, never another's."""
+        x = read_csv_records(self.store.get_bytes(x_key), self.store.uri(x_key), PRODUCT_COLUMNS, max_encoding_error_share=self.max_encoding_error_share)
+        y = read_csv_records(self.store.get_bytes(y_key), self.store.uri(y_key), ("prdtypecode",), max_encoding_error_share=self.max_encoding_error_share)
+        labels = _LabelIndex.build(y.records, batch)
+        x_counts = Counter(r.key for r in x.records if r.key is not None)
+        known, label_keys = set(x_counts), set(labels.labels)
+        for position, record in enumerate(x.records):
+            previous = x.records[position - 1].key if position > 0 else None
+            following = x.records[position + 1].key if position + 1 < len(x.records) else None
+            swallowed = swallowed_row_keys(record, known, label_keys, previous, following) if x.indexed else []
+            if swallowed:
+                self._reject_merged(batch, record, swallowed, labels)
+            elif record.problem is not None:
+                label = labels.take(record.key)
+                raw = record.raw() | ({"prdtypecode": label} if label is not None else {})
+                batch.rejections.append(Rejection("files", record.location, record.problem[0], record.problem[1], None, raw))
+            elif x_counts[record.key] > 1:
+                label = labels.take(record.key)
+                lines = [r.line for r in x.records if r.key == record.key]
+                detail = f"index {record.key} is on lines {', '.join(map(str, lines))} of {self.x_file}: its label cannot be told to belong to one of them"
+                batch.rejections.append(Rejection("files", record.location, Reason.DUPLICATE_INDEX, detail, None, record.raw() | {"prdtypecode": label}))
+            elif record.key in labels.ambiguous:
+                labels.take(record.key)
+                detail = f"index {record.key} has labels {labels.ambiguous[record.key]} in {self.y_file}: which one is right is unknown"
+                batch.rejections.append(Rejection("files", record.location, Reason.DUPLICATE_INDEX, detail, None, record.raw()))
+            else:
+                assert record.fields is not None
+                fields = {c: record.fields[c] for c in PRODUCT_COLUMNS} | {"prdtypecode": labels.take(record.key), "_location": record.location}
+                batch.records.append(self._record(fields))
+        for key, (label, location) in labels.remaining():
+            batch.rejections.append(
+                Rejection("files", location, Reason.LABEL_WITHOUT_PRODUCT, f"label row {key} has no product row in {self.x_file}", None, {"index": key, "prdtypecode": label})
+            )
+
+    def _reject_merged(self, batch: SourceBatch, record: CsvRecord, swallowed: list[tuple[int, str]], labels: _LabelIndex) -> None:
+        """Quarantine a record that swallowed rows, and each swallowed row, with the label it would have had."""
+        keys = [key for _, key in swallowed]
+        label = labels.take(record.key)
+        detail = (
+            f"rows {', '.join(keys)} are inside this row's fields: an unbalanced quote merged them; fix the quote "
+            "and re-export, or replay the rows from the source file"
+        )
+        batch.rejections.append(Rejection("files", record.location, Reason.MALFORMED_ROW, detail, None, record.raw() | {"prdtypecode": label}))
+        lines = ",".join(record.values).splitlines()
+        for offset, key in swallowed:
+            raw = {"index": key, "line": quarantined_text(lines[offset]), "prdtypecode": labels.take(key)}
+            location = f"{record.location.rsplit(':line ', 1)[0]}:line {record.line + offset}"
+            batch.rejections.append(
+                Rejection("files", location, Reason.MALFORMED_ROW, f"row {key} was swallowed by the unbalanced quote of line {record.line}", None, raw)
+            )
 
     def _read_parquet(self, batch: SourceBatch, key: str) -> None:
         try:

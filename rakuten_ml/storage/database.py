@@ -6,17 +6,18 @@ by a natural id (snapshot id, run id + product id) so reruns never duplicate row
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
+from sqlalchemy.exc import InterfaceError, NoSuchTableError, OperationalError, ProgrammingError
 
 from rakuten_ml.errors import DatabaseError
 
@@ -40,13 +41,35 @@ dataset_snapshots = sa.Table(
     sa.Column("manifest", sa.JSON, nullable=False),
 )
 
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    # One row per ingest run, whether or not its accepted content was new: a run that only adds rejected
+    # rows lands on an existing snapshot id, and still accounts for its own input (input = accepted +
+    # quarantined). A rerun with the same run id (an Airflow retry) replaces its row and its quarantine.
+    sa.Column("ingest_run_id", sa.String(250), primary_key=True),
+    sa.Column("snapshot_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_snapshot", sa.Boolean, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("n_input", sa.Integer, nullable=False),
+    sa.Column("n_accepted", sa.Integer, nullable=False),
+    sa.Column("n_quarantined", sa.Integer, nullable=False),
+    sa.Column("quarantine_reasons", sa.JSON, nullable=False),
+    sa.Column("sources", sa.JSON, nullable=False),
+    sa.Column("quarantine_key", sa.Text, nullable=False),
+)
+
 quarantined_rows = sa.Table(
     "quarantined_rows",
     metadata,
-    sa.Column("snapshot_id", sa.String(64), primary_key=True),
+    # Rows an ingest run refused, keyed by that run: the same bad row in two runs is two entries, each
+    # run's entries match its quarantine file, and snapshot_id says which snapshot the run produced.
+    sa.Column("ingest_run_id", sa.String(250), primary_key=True),
     sa.Column("source", sa.String(512), primary_key=True),
     sa.Column("location", sa.String(512), primary_key=True),
     sa.Column("reason", sa.String(64), primary_key=True),
+    sa.Column("snapshot_id", sa.String(64), nullable=False, index=True),
     sa.Column("productid", sa.BigInteger, nullable=True),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("raw", sa.JSON, nullable=False),
@@ -237,9 +260,41 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# What a lost server looks like to SQLAlchemy: refused or dropped connections (OperationalError) and
+# a connection closed under a running statement (InterfaceError, psycopg2's "connection already closed").
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+@contextlib.contextmanager
+def database_errors(engine: Engine, action: str, *, then: str = "retry") -> Iterator[None]:
+    """Turn a lost database connection inside the block into a :class:`DatabaseError` naming ``action``.
+
+    ``then`` says what the user should do once the server is back (e.g. "rerun the ingest: it is
+    idempotent"). Only the driver's message is kept: SQLAlchemy's would echo every bound row.
+    """
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseError(
+            f"{action} failed: the database {engine.url.render_as_string(hide_password=True)} went away "
+            f"({str(exc.orig).strip() or type(exc.orig).__name__}); check that the server is running, then {then}"
+        ) from exc
+
+
 def init_db(engine: Engine) -> None:
-    """Create the platform's tables when missing (idempotent)."""
+    """Create the platform's tables when missing (idempotent); refuse a database whose tables predate
+    columns this version writes, rather than fail later on the first insert."""
     metadata.create_all(engine, checkfirst=True)
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            raise DatabaseError(
+                f"table {table.name!r} in {engine.url.render_as_string(hide_password=True)} lacks columns {missing}: "
+                "it was created by an older version of the platform; see docs/reliability.md (schema changes) "
+                "for how to bring it up to date"
+            )
 
 
 def upsert(
@@ -250,7 +305,31 @@ def upsert(
     update: bool = True,
     chunk_size: int = 5000,
 ) -> int:
-    """Insert ``rows``; on a primary-key conflict overwrite (``update``) or keep the stored row.
+    """Insert ``rows`` in a transaction of their own; on a primary-key conflict overwrite (``update``) or
+    keep the stored row. A lost server is a :class:`DatabaseError` (nothing of the batch is written)."""
+    if not rows:
+        return 0
+    try:
+        with engine.begin() as conn:
+            return upsert_rows(conn, table, rows, update=update, chunk_size=chunk_size)
+    except CONNECTION_ERRORS as exc:
+        # The server went away after the engine was made (restart, failover, dropped database).
+        # exc.orig only: the full message would echo every bound row.
+        raise DatabaseError(
+            f"cannot write to {table.name!r} in {engine.url.render_as_string(hide_password=True)}: {exc.orig}; "
+            "check that the database server is running, then retry"
+        ) from exc
+
+
+def upsert_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    update: bool = True,
+    chunk_size: int = 5000,
+) -> int:
+    """:func:`upsert` inside the caller's transaction, so several tables can be written all or nothing.
 
     On PostgreSQL, batches of ``COPY_MIN_ROWS`` or more go through ``COPY`` into a temporary table
     and one ``INSERT ... SELECT ... ON CONFLICT``: a scoring partition of 20,000 predictions is
@@ -259,32 +338,23 @@ def upsert(
     if not rows:
         return 0
     keys = [c.name for c in table.primary_key.columns]
-    dialect = engine.dialect.name
+    dialect = conn.dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         raise DatabaseError(f"upsert supports PostgreSQL and SQLite, not {dialect}")
-    try:
-        with engine.begin() as conn:
-            if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS and _copy_upsert(conn, table, rows, keys, update):
-                return len(rows)
-            stmt = insert(table)
-            if update:
-                others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-                stmt = stmt.on_conflict_do_update(index_elements=keys, set_=others)
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-            for start in range(0, len(rows), chunk_size):
-                conn.execute(stmt, [dict(row) for row in rows[start : start + chunk_size]])  # compiled once, executemany
-    except OperationalError as exc:
-        # The server went away after the engine was made (restart, failover, dropped database).
-        # exc.orig only: the full message would echo every bound row.
-        raise DatabaseError(
-            f"cannot write to {table.name!r} in {engine.url.render_as_string(hide_password=True)}: {exc.orig}; "
-            "check that the database server is running, then retry"
-        ) from exc
+    if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS and _copy_upsert(conn, table, rows, keys, update):
+        return len(rows)
+    stmt = insert(table)
+    if update:
+        others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=others)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    for start in range(0, len(rows), chunk_size):
+        conn.execute(stmt, [dict(row) for row in rows[start : start + chunk_size]])  # compiled once, executemany
     return len(rows)
 
 

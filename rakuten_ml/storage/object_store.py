@@ -6,6 +6,7 @@ same code paths run on the embedded default and on S3/MinIO.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from rakuten_ml.errors import ObjectNotFoundError, ObjectStoreError
+from rakuten_ml.errors import InvalidObjectKeyError, ObjectNotFoundError, ObjectStoreError, UnreadableObjectError
 from rakuten_ml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class ObjectStore(Protocol):
 def _clean_key(key: str) -> str:
     key = key.strip("/")
     if not key or ".." in key.split("/"):
-        raise ObjectStoreError(f"invalid object key {key!r}: keys are non-empty relative paths without '..'")
+        raise InvalidObjectKeyError(f"invalid object key {key!r}: keys are non-empty relative paths without '..'")
     return key
 
 
@@ -72,6 +73,12 @@ class LocalObjectStore:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise ObjectNotFoundError(f"no object {key!r} in {self.url}") from None
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            raise UnreadableObjectError(f"object {key!r} in {self.url} is not a readable file: {exc.strerror}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnreadableObjectError(f"object {key!r} in {self.url} is a symbolic link loop") from None
+            raise ObjectStoreError(f"cannot read {key!r} in {self.url}: {exc}; check the disk or mount") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -92,7 +99,11 @@ class LocalObjectStore:
                 if name.startswith(".tmp-"):
                     continue
                 path = Path(dirpath) / name
-                stat = path.stat()
+                try:
+                    stat = path.stat()
+                except OSError as exc:  # a dangling link or a link loop: not an object, but not a reason to fail
+                    log.warning("skipping %s while listing %s: %s", path, self.url, exc.strerror)
+                    continue
                 key = path.relative_to(self.root).as_posix()
                 yield ObjectInfo(key=key, size=stat.st_size, version=f"{stat.st_size}-{stat.st_mtime_ns}")
 
