@@ -288,7 +288,7 @@ def run() -> None:
 
     A database connection lost where no step translated it is still one line, not a traceback.
     """
-    from rakuten_ml.storage.database import CONNECTION_ERRORS
+    from rakuten_ml.storage.database import CONNECTION_ERRORS, driver_message
 
     try:
         app()
@@ -297,7 +297,7 @@ def run() -> None:
         raise SystemExit(2) from None
     except CONNECTION_ERRORS as exc:
         typer.echo(
-            f"error: the database connection was lost ({str(exc.orig).strip() or type(exc.orig).__name__}); "
+            f"error: the database connection was lost ({driver_message(exc)}); "
             "check that the server is running, then rerun the command: every command is safe to rerun",
             err=True,
         )

@@ -35,8 +35,9 @@ MAX_ID = 2**63 - 1
 # A quarantined field is kept whole up to this size so a person can fix and replay the row; beyond it
 # (a 20 MB description is a broken export) it is cut, and the row's location names the full original.
 MAX_QUARANTINED_FIELD_CHARS = 100_000
-# ASCII digits only: str.isdigit() and int() also take '١٢٣' or '４５６', which no export writes.
-_ASCII_INTEGER = re.compile(r"-?[0-9]+")
+# ASCII digits only: str.isdigit() and int() also take '١٢٣' or '４５６', which no export writes. A ".0"
+# tail is an integer too: pandas writes a whole id column as floats as soon as one of its cells is empty.
+_ASCII_INTEGER = re.compile(r"-?([0-9]+)(?:\.0+)?")
 # What a ``surrogateescape`` decode makes of a byte that is not UTF-8 (a stray cp1252 "é", say).
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
@@ -109,9 +110,10 @@ def parse_integer(name: str, value: Any) -> int:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if not _ASCII_INTEGER.fullmatch(text):
+        match = _ASCII_INTEGER.fullmatch(text)
+        if match is None:
             raise ValueError(f"{name} must be an integer written in ASCII digits 0-9, got {_shown(text)}")
-        return int(text)
+        return -int(match.group(1)) if text.startswith("-") else int(match.group(1))
     raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
 
 

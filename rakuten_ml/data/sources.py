@@ -19,7 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from rakuten_ml.data.contract import RawRecord, Reason, Rejection, has_undecodable_bytes, quarantined_text, raw_fields, visible_bytes
+from rakuten_ml.data.contract import (
+    RawRecord, Reason, Rejection, has_undecodable_bytes, parse_integer, quarantined_text, raw_fields, visible_bytes,
+)
 from rakuten_ml.errors import DatabaseError, SourceError
 from rakuten_ml.storage.database import reflect_table
 from rakuten_ml.storage.object_store import ObjectStore
@@ -60,9 +62,11 @@ def image_key_for(prefix: str, image_folder: str, imageid: Any, productid: Any) 
 
 
 def _id_text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+    """An id as the image file names write it: ``1007`` whether the export wrote 1007, 1007.0 or "1007.0"."""
+    try:
+        return str(parse_integer("id", value))
+    except ValueError:
+        return str(value).strip()
 
 
 @dataclass

@@ -265,6 +265,11 @@ def make_engine(url: str) -> Engine:
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
+def driver_message(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own message on one line: SQLAlchemy's adds the statement and every bound row."""
+    return " ".join(str(exc.orig).split()) or type(exc.orig).__name__
+
+
 @contextlib.contextmanager
 def database_errors(engine: Engine, action: str, *, then: str = "retry") -> Iterator[None]:
     """Turn a lost database connection inside the block into a :class:`DatabaseError` naming ``action``.
@@ -277,7 +282,7 @@ def database_errors(engine: Engine, action: str, *, then: str = "retry") -> Iter
     except CONNECTION_ERRORS as exc:
         raise DatabaseError(
             f"{action} failed: the database {engine.url.render_as_string(hide_password=True)} went away "
-            f"({str(exc.orig).strip() or type(exc.orig).__name__}); check that the server is running, then {then}"
+            f"({driver_message(exc)}); check that the server is running, then {then}"
         ) from exc
 
 
@@ -316,7 +321,7 @@ def upsert(
         # The server went away after the engine was made (restart, failover, dropped database).
         # exc.orig only: the full message would echo every bound row.
         raise DatabaseError(
-            f"cannot write to {table.name!r} in {engine.url.render_as_string(hide_password=True)}: {exc.orig}; "
+            f"cannot write to {table.name!r} in {engine.url.render_as_string(hide_password=True)}: {driver_message(exc)}; "
             "check that the database server is running, then retry"
         ) from exc
 
