@@ -78,6 +78,18 @@ def db_init(with_labelled_products: Annotated[bool, typer.Option(help="Also crea
     _emit({"database": platform.engine.url.render_as_string(hide_password=True), "status": "ready"})
 
 
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Option(help="Target schema revision")] = "head") -> None:
+    """Apply the schema migrations this version ships (idempotent; a pre-migration database is stamped first)."""
+    from rakuten_ml.settings import Settings
+    from rakuten_ml.storage.database import make_engine
+    from rakuten_ml.storage.schema import upgrade_database
+
+    settings = Settings()
+    settings.ensure_home()
+    _emit(upgrade_database(make_engine(settings.database_url), revision))
+
+
 @app.command("ingest")
 def ingest_cmd(
     source: Annotated[str | None, typer.Option(help="Catalogue folder or s3://bucket/prefix (default: the platform catalogue)")] = None,

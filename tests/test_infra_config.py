@@ -206,6 +206,7 @@ def test_compose_uses_a_shared_airflow_anchor(compose: dict[str, Any], compose_t
         ("airflow-triggerer", "airflow triggerer"),
         ("airflow-worker", "airflow celery worker --queues default"),
         ("airflow-init", "airflow db migrate"),
+        ("airflow-init", "rakuten-ml db upgrade"),
         ("serving", "uvicorn serving.app:app --host 0.0.0.0 --port 8000"),
     ],
 )

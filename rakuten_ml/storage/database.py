@@ -287,19 +287,10 @@ def database_errors(engine: Engine, action: str, *, then: str = "retry") -> Iter
 
 
 def init_db(engine: Engine) -> None:
-    """Create the platform's tables when missing (idempotent); refuse a database whose tables predate
-    columns this version writes, rather than fail later on the first insert."""
-    metadata.create_all(engine, checkfirst=True)
-    inspector = sa.inspect(engine)
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        missing = [column.name for column in table.columns if column.name not in present]
-        if missing:
-            raise DatabaseError(
-                f"table {table.name!r} in {engine.url.render_as_string(hide_password=True)} lacks columns {missing}: "
-                "it was created by an older version of the platform; see docs/reliability.md (schema changes) "
-                "for how to bring it up to date"
-            )
+    """Create the platform's tables, or bring them up to this version's schema (Alembic migrations; idempotent)."""
+    from rakuten_ml.storage.schema import upgrade_database
+
+    upgrade_database(engine)
 
 
 def upsert(
