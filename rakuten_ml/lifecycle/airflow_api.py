@@ -7,7 +7,6 @@ scheduler's own, found by waiting for a new run of the downstream DAG.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 
 from rakuten_ml.errors import RakutenError
+from rakuten_ml.lifecycle.polling import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,18 @@ class AirflowClient:
 
     def wait_for_dags(self, dag_ids: list[str], timeout_s: float = 180.0) -> None:
         """Block until the dag-processor has parsed every DAG (without import errors)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            known = {d["dag_id"] for d in self._call("GET", "/dags", params={"limit": 100})["dags"]}
+        known: set[str] = set()
+
+        def parsed() -> bool | None:
+            known.update(d["dag_id"] for d in self._call("GET", "/dags", params={"limit": 100})["dags"])
             errors = self._call("GET", "/importErrors")["import_errors"]
             if errors:
                 raise AirflowApiError(f"DAG import errors: {[(e['filename'], e['stack_trace'][-500:]) for e in errors]}")
-            if set(dag_ids) <= known:
-                return
-            if time.monotonic() > deadline:
-                raise AirflowApiError(f"DAGs {sorted(set(dag_ids) - known)} not parsed after {timeout_s:.0f} s")
-            time.sleep(POLL_S)
+            return True if set(dag_ids) <= known else None
+
+        poll_until(parsed, timeout_s=timeout_s, interval_s=POLL_S, timeout_error=lambda: AirflowApiError(
+            f"DAGs {sorted(set(dag_ids) - known)} not parsed after {timeout_s:.0f} s"
+        ))
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
@@ -91,25 +92,26 @@ class AirflowClient:
         return [DagRun.from_api(r) for r in payload["dag_runs"]]
 
     def wait(self, dag_id: str, run_id: str, *, timeout_s: float) -> DagRun:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            run = self.run(dag_id, run_id)
-            if run.state in FINISHED:
-                return run
-            if time.monotonic() > deadline:
-                raise AirflowApiError(f"{dag_id} run {run_id} still {run.state} after {timeout_s:.0f} s")
-            time.sleep(POLL_S)
+        last: list[DagRun] = []
+
+        def finished() -> DagRun | None:
+            last[:] = [self.run(dag_id, run_id)]
+            return last[0] if last[0].state in FINISHED else None
+
+        return poll_until(finished, timeout_s=timeout_s, interval_s=POLL_S, timeout_error=lambda: AirflowApiError(
+            f"{dag_id} run {run_id} still {last[0].state} after {timeout_s:.0f} s"
+        ))
 
     def wait_for_new_run(self, dag_id: str, known: set[str], *, timeout_s: float, run_type: str = "asset_triggered") -> DagRun:
         """The first run of ``dag_id`` of ``run_type`` not in ``known`` (an asset event's run, created by the scheduler)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def appeared() -> DagRun | None:
             fresh = [r for r in self.runs(dag_id) if r.run_id not in known and r.run_type == run_type]
-            if fresh:
-                return fresh[-1]
-            if time.monotonic() > deadline:
-                raise AirflowApiError(f"no new {dag_id} run appeared in {timeout_s:.0f} s")
-            time.sleep(POLL_S)
+            return fresh[-1] if fresh else None
+
+        return poll_until(appeared, timeout_s=timeout_s, interval_s=POLL_S, timeout_error=lambda: AirflowApiError(
+            f"no new {dag_id} run appeared in {timeout_s:.0f} s"
+        ))
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         """task id -> state; a mapped task reports its instances' states joined, e.g. 'success x3'."""

@@ -31,6 +31,7 @@ import httpx
 from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec
 from rakuten_ml.lifecycle import catalogue_feed, outcomes
 from rakuten_ml.lifecycle.airflow_api import FINISHED, AirflowClient, DagRun
+from rakuten_ml.lifecycle.polling import poll_until
 from rakuten_ml.lifecycle.stack import Stack
 from rakuten_ml.lifecycle.timeline import TRIGGER_REST, TRIGGER_SCHEDULE, Step, Timeline, asset_trigger
 from rakuten_ml.lifecycle.traffic import send_traffic
@@ -158,15 +159,16 @@ class LifeCycle:
     # --- serving ------------------------------------------------------------------------------------
     def wait_served(self, *, champion: str | None, challenger: str | None, timeout_s: float = 300.0) -> None:
         """Block until the serving API serves these versions (it re-reads the aliases every few seconds)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        served: list[tuple[str | None, str | None]] = []
+
+        def serving_them() -> bool | None:
             status = httpx.get(f"{self.stack.serving_url}/v1/model", timeout=10).json()
-            served = ((status.get("champion") or {}).get("version"), (status.get("challenger") or {}).get("version"))
-            if served == (champion, challenger):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"serving shows {served}, expected ({champion}, {challenger}) after {timeout_s:.0f} s")
-            time.sleep(1.0)
+            served[:] = [((status.get("champion") or {}).get("version"), (status.get("challenger") or {}).get("version"))]
+            return True if served[0] == (champion, challenger) else None
+
+        poll_until(serving_them, timeout_s=timeout_s, interval_s=1.0, timeout_error=lambda: TimeoutError(
+            f"serving shows {served[0]}, expected ({champion}, {challenger}) after {timeout_s:.0f} s"
+        ))
 
     def live_traffic(self, day: int, rows: int, *, drifted: bool) -> None:
         store = open_store(self.platform.settings.object_store_url, self.platform.settings)

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from types import TracebackType
 import httpx
 
 from rakuten_ml.errors import RakutenError
+from rakuten_ml.lifecycle.polling import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +99,18 @@ def _die_with_parent() -> None:
 
 def wait_ready(service: ManagedProcess, url: str, *, timeout_s: float, ok: tuple[int, ...] = (200,)) -> None:
     """Poll ``url`` until it answers; a process that exits or a timeout raises with the log's tail."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def answering() -> bool | None:
         if not service.running():
             raise ServiceStartError(f"{service.name} exited; see {service.log_path}:\n{service.log_tail()}")
         try:
-            if httpx.get(url, timeout=2.0).status_code in ok:
-                return
+            return True if httpx.get(url, timeout=2.0).status_code in ok else None
         except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise ServiceStartError(f"{service.name} not ready at {url} after {timeout_s:.0f} s; see {service.log_path}:\n{service.log_tail()}")
-        time.sleep(0.5)
+            return None
+
+    poll_until(answering, timeout_s=timeout_s, interval_s=0.5, timeout_error=lambda: ServiceStartError(
+        f"{service.name} not ready at {url} after {timeout_s:.0f} s; see {service.log_path}:\n{service.log_tail()}"
+    ))
 
 
 def airflow_env(home: Path, port: int, base: Mapping[str, str]) -> dict[str, str]:
