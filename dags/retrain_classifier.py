@@ -92,7 +92,7 @@ def retrain_classifier() -> None:
 
     @task
     def train(snapshot_id: str, decision: dict, params: dict | None = None, run_id: str | None = None) -> dict:
-        from rakuten_ml.monitoring.retrain_guard import STATUS_FAILED, finish_request
+        from rakuten_ml.monitoring.retrain_guard import record_failure
         from rakuten_ml.platform import Platform
         from rakuten_ml.training.modalities import resolve_modalities
         from rakuten_ml.training.train import train_and_register
@@ -107,8 +107,7 @@ def retrain_classifier() -> None:
                 reason=decision["reason"],
             )
         except Exception as exc:
-            finish_request(platform.engine, decision["dag_run_id"], status=STATUS_FAILED, snapshot_id=snapshot_id,
-                           details={"error": f"{type(exc).__name__}: {exc}"})
+            record_failure(platform.engine, decision["dag_run_id"], exc, snapshot_id=snapshot_id)
             raise
         return result.summary()
 

@@ -139,3 +139,13 @@ def test_cooldown_counts_the_days_the_requests_stand_for_not_the_wall_clock(engi
                                 reason=None, force=False, cooldown_hours=48.0)
     assert not fifth["proceed"] and fifth["blocking_run_id"] == "asset__d4"
     assert "asset__d4" in fifth["decision"] and fifth["reason"] == "drift alert (data_drift)"  # why refused, why asked
+
+
+def test_a_failed_training_is_recorded_and_a_lost_database_does_not_hide_its_error(engine, caplog):
+    assert request(engine, "asset__1").proceed
+    guard.record_failure(engine, "asset__1", ValueError("bad snapshot"), snapshot_id="snap-1")
+    assert status_of(engine, "asset__1") == "failed"
+    assert guard.list_requests(engine)[0]["details"]["error"] == "ValueError: bad snapshot"
+    dead = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/nothing", connect_args={"connect_timeout": 1})
+    guard.record_failure(dead, "asset__1", ValueError("bad snapshot"))  # logged, not raised: the training error follows
+    assert "could not be marked failed" in caplog.text

@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from rakuten_ml.storage.database import retrain_requests, upsert
+from rakuten_ml.errors import DatabaseError
+from rakuten_ml.storage.database import database_errors, retrain_requests, upsert
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ STATUS_SUCCEEDED = "succeeded"
 STATUS_FAILED = "failed"
 # A failed training does not hold the cool-down: the next alert may try again at once.
 ACTIVE_STATUSES = (STATUS_STARTED, STATUS_SUCCEEDED)
+# What to do once the database is back: a request is keyed by its DAG run id, so asking again never counts twice.
+RERUN_REQUEST = "rerun the retraining run (clear its task): its request is recorded under its DAG run id, so a rerun is never counted twice"
 # Any fixed 64-bit key: serialises concurrent requests on PostgreSQL (max_active_runs=1 covers one DAG,
 # this covers a CLI or a second deployment racing it).
 _ADVISORY_LOCK_KEY = 0x52414B5554454E  # "RAKUTEN"
@@ -132,7 +135,8 @@ def begin_retrain(
     the cool-down between a backfilled or replayed day and the next is the days between them; default now.
     """
     trigger = trigger_of(run_type, triggering)
-    alerts = list(triggering) if triggering else pending_alerts(recent, handled_alert_ids(engine, exclude_run_id=dag_run_id))
+    with database_errors(engine, f"reading the alerts answered before retraining request {dag_run_id!r}", then=RERUN_REQUEST):
+        alerts = list(triggering) if triggering else pending_alerts(recent, handled_alert_ids(engine, exclude_run_id=dag_run_id))
     reason = reason or default_reason(trigger, alerts)
     decision = request_retrain(
         engine, dag_run_id=dag_run_id, trigger=trigger, alerts=alerts, reason=reason, force=force, cooldown_hours=cooldown_hours,
@@ -196,7 +200,7 @@ def request_retrain(
     now = now or datetime.now(UTC)
     cooldown = timedelta(hours=cooldown_hours)
     alerts = unique_alerts(alerts)
-    with _serialised(engine) as conn:
+    with database_errors(engine, f"recording retraining request {dag_run_id!r}", then=RERUN_REQUEST), _serialised(engine) as conn:
         last_run, last_at = _last_active(conn, now - cooldown, dag_run_id)
         conn.commit()  # end the read before another connection writes (SQLite would otherwise lock)
         verdict = decide(now, last_run, last_at, cooldown, force)
@@ -218,8 +222,9 @@ def _serialised(engine: Engine) -> Iterator[Connection]:
         try:
             yield conn
         finally:
-            conn.execute(sa.select(sa.func.pg_advisory_unlock(sa.bindparam("key"))), {"key": _ADVISORY_LOCK_KEY})
-            conn.commit()
+            if not conn.invalidated:  # a lost connection took its session's lock with it: nothing to release
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(sa.bindparam("key"))), {"key": _ADVISORY_LOCK_KEY})
+                conn.commit()
 
 
 def _request_row(
@@ -257,7 +262,7 @@ def finish_request(
         values["snapshot_id"] = snapshot_id
     if model_version is not None:
         values["model_version"] = model_version
-    with engine.begin() as conn:
+    with database_errors(engine, f"closing retraining request {dag_run_id!r} as {status}", then="rerun the failed task"), engine.begin() as conn:
         current = conn.execute(
             sa.select(retrain_requests.c.details).where(retrain_requests.c.dag_run_id == sa.bindparam("rid")),
             {"rid": dag_run_id},
@@ -268,6 +273,19 @@ def finish_request(
             sa.update(retrain_requests).where(retrain_requests.c.dag_run_id == sa.bindparam("rid")).values(**values),
             {"rid": dag_run_id},
         )
+
+
+def record_failure(engine: Engine, dag_run_id: str, error: BaseException, *, snapshot_id: str | None = None) -> None:
+    """Mark a request failed on the way out of a failed training; never hides that failure.
+
+    When the database is what failed, the request stays ``started``: the task's retry reuses it, and
+    a request left so is what the cool-down shows as blocking until someone looks.
+    """
+    try:
+        finish_request(engine, dag_run_id, status=STATUS_FAILED, snapshot_id=snapshot_id,
+                       details={"error": f"{type(error).__name__}: {error}"})
+    except DatabaseError as exc:
+        log.warning("retraining request %s could not be marked failed (%s); the training error follows", dag_run_id, exc)
 
 
 def list_requests(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:

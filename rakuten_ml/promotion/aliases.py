@@ -15,13 +15,23 @@ Atomicity, since MLflow has no transactions:
 4. **Repair.** If a step fails, the steps already applied are undone in reverse order and the
    error says whether the restore worked; the audit row is written on the lock's connection
    only once the aliases really moved, and the version tags follow.
+5. **Write ahead.** Before its first step a move writes what it will do (its id, the steps, the
+   aliases before and after) to the registered model's ``promotion.last_move`` tag, and its audit
+   row carries the same ``move_id``: the row, committed last, is what makes the move complete. A
+   move cut short by an outage that the restore could not undo (MLflow down mid-move), or whose
+   audit row could not be written (the database down), is found by the next move under the lock,
+   which puts the aliases back as they were before it (or, when the row did get committed after
+   all, as it left them), so rerunning the command after the outage leaves no half-moved alias
+   and exactly one audit row per completed move.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -29,19 +39,22 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from rakuten_ml.errors import PromotionConflictError, RegistryError, RegistryNotFoundError
+from rakuten_ml.errors import DatabaseError, PromotionConflictError, RegistryError, RegistryNotFoundError
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.audit import Action, Actor, PromotionEvent, record_event
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
 from rakuten_ml.settings import Settings
+from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, promotion_events, upsert
 from rakuten_ml.storage.database import promotion_lock as lock_table
-from rakuten_ml.storage.database import upsert
 
 log = logging.getLogger(__name__)
 
 PREVIOUS_CHAMPION = "previous-champion"
 ALIASES: tuple[str, ...] = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
 TAG_PREFIX = "promotion."
+# Registered-model tag: the write-ahead record of the last alias move (see the module docstring, point 5).
+LAST_MOVE_TAG = TAG_PREFIX + "last_move"
+MOVING, RESTORED, ROLLED_BACK, COMPLETED = "moving", "restored", "rolled_back", "completed"
 
 T = TypeVar("T")
 
@@ -122,11 +135,28 @@ class ModelRegistry:
 
     def state(self) -> RegistryState:
         """The aliases; an empty state, ``registered=False``, before the first version is registered."""
+        return self.state_and_last_move()[0]
+
+    def state_and_last_move(self) -> tuple[RegistryState, dict[str, Any] | None]:
+        """The aliases and the write-ahead record of the last move (None when there is none), in one read."""
         model = self._unless_unregistered(None, f"read registered model {self.name!r}", self.client.get_registered_model, self.name)
         if model is None:
-            return RegistryState(self.name, registered=False)
+            return RegistryState(self.name, registered=False), None
         aliases = {k: str(v) for k, v in (model.aliases or {}).items()}
-        return RegistryState(self.name, aliases.get(CHAMPION), aliases.get(CHALLENGER), aliases.get(PREVIOUS_CHAMPION))
+        state = RegistryState(self.name, aliases.get(CHAMPION), aliases.get(CHALLENGER), aliases.get(PREVIOUS_CHAMPION))
+        raw = (model.tags or {}).get(LAST_MOVE_TAG)
+        try:
+            record = json.loads(raw) if raw else None
+        except ValueError:
+            log.warning("%s: unreadable %s tag ignored: %r", self.name, LAST_MOVE_TAG, raw[:200])
+            record = None
+        return state, record if isinstance(record, dict) else None
+
+    def write_last_move(self, record: Mapping[str, Any]) -> None:
+        self._call(
+            f"record the alias move {record.get('move_id')} of {self.name!r}",
+            self.client.set_registered_model_tag, self.name, LAST_MOVE_TAG, json.dumps(dict(record), sort_keys=True),
+        )
 
     def version(self, version: str) -> VersionInfo:
         mv = self._call(f"read {self.name!r} version {version}", self.client.get_model_version, self.name, str(version))
@@ -219,18 +249,27 @@ class _Plan:
     noop: str | None = None  # set: nothing to do, and why
 
 
+def _is_lock_timeout(exc: sa.exc.DBAPIError) -> bool:
+    """PostgreSQL's lock_timeout (SQLSTATE 55P03) or SQLite's busy lock, as opposed to a lost server."""
+    return getattr(exc.orig, "pgcode", None) == "55P03" or "database is locked" in str(exc.orig)
+
+
 @contextmanager
 def promotion_lock(engine: Engine, model_name: str, holder: str, timeout_s: float) -> Iterator[Connection]:
     """Hold ``model_name``'s row of ``promotion_lock`` for the block; yields the locked connection.
 
     The transaction is committed even when the block fails: the audit rows it wrote describe
-    MLflow changes that no rollback of ours could undo.
+    MLflow changes that no rollback of ours could undo. A lost database is a :class:`DatabaseError`;
+    only a lock wait that timed out is a :class:`PromotionConflictError`.
     """
-    with engine.connect() as conn:
-        exists = conn.execute(sa.select(lock_table.c.model_name).where(lock_table.c.model_name == model_name)).first()
-    if exists is None:  # first move of this model; an upsert on an existing, locked row would block without timeout
-        upsert(engine, lock_table, [{"model_name": model_name, "holder": None, "acquired_at": None}], update=False)
-    with engine.connect() as conn:
+    then = "retry the move: nothing was moved"
+    with database_errors(engine, f"taking the promotion lock of {model_name!r}", then=then):
+        with engine.connect() as conn:
+            exists = conn.execute(sa.select(lock_table.c.model_name).where(lock_table.c.model_name == model_name)).first()
+        if exists is None:  # first move of this model; an upsert on an existing, locked row would block without timeout
+            upsert(engine, lock_table, [{"model_name": model_name, "holder": None, "acquired_at": None}], update=False)
+        conn = engine.connect()
+    with conn:
         trans = conn.begin()
         try:
             if conn.dialect.name == "postgresql":
@@ -240,17 +279,47 @@ def promotion_lock(engine: Engine, model_name: str, holder: str, timeout_s: floa
                 .where(lock_table.c.model_name == model_name)
                 .values(holder=holder, acquired_at=datetime.now(UTC))
             )
-        except sa.exc.OperationalError as exc:
-            trans.rollback()
-            raise PromotionConflictError(
-                f"another alias move of {model_name!r} held the promotion lock for more than {timeout_s:.0f} s ({exc.orig}); "
-                "retry later or look for a stuck job (`rakuten-ml registry history`)"
+        except CONNECTION_ERRORS as exc:
+            with suppress(*CONNECTION_ERRORS, sa.exc.PendingRollbackError):
+                trans.rollback()
+            if isinstance(exc, sa.exc.OperationalError) and _is_lock_timeout(exc):
+                raise PromotionConflictError(
+                    f"another alias move of {model_name!r} held the promotion lock for more than {timeout_s:.0f} s ({exc.orig}); "
+                    "retry later or look for a stuck job (`rakuten-ml registry history`)"
+                ) from exc
+            raise DatabaseError(
+                f"taking the promotion lock of {model_name!r} failed: the database {engine.url.render_as_string(hide_password=True)} "
+                f"went away ({' '.join(str(exc.orig).split())}); check that the server is running, then {then}"
             ) from exc
+        failed = False
         try:
             yield conn
+        except BaseException:
+            failed = True
+            raise
         finally:
             if trans.is_active:
-                trans.commit()
+                _end_lock(conn, trans, model_name, failed)
+
+
+def _end_lock(conn: Connection, trans: sa.RootTransaction, model_name: str, failed: bool) -> None:
+    """Commit the lock's transaction; when the server went away under it, roll back what is left of it and
+    raise a :class:`DatabaseError`, unless the block failed already (its own error, typed, wins)."""
+    try:
+        if not conn.invalidated:
+            trans.commit()
+            return
+        trans.rollback()
+        cause = "the connection was lost during the move"
+    except (*CONNECTION_ERRORS, sa.exc.PendingRollbackError) as exc:
+        cause = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    if failed:
+        log.warning("%s: the promotion lock's transaction was lost with the database: %s", model_name, cause)
+        return
+    raise DatabaseError(
+        f"committing the promotion lock of {model_name!r} failed: the database went away ({cause}); check that the "
+        "server is running, then run `rakuten-ml registry status` and retry if still wanted"
+    )
 
 
 def _expect(state: RegistryState, alias: str, expected: str | None) -> None:
@@ -283,11 +352,76 @@ def _apply(registry: ModelRegistry, before: RegistryState, steps: Sequence[tuple
             log.error("%s: %s failed at %r and the restore failed too: %s", registry.name, action, failed, undo_exc)
             raise RegistryError(
                 f"{action} of {registry.name!r} failed at alias {failed!r} ({exc}) and restoring {before.as_dict()} failed "
-                f"({undo_exc}); the aliases may be half-moved: run `rakuten-ml registry status` and set them by hand"
+                f"({undo_exc}); the aliases are half-moved until the next alias move: once MLflow is back, rerun this command "
+                "(or any promotion, rollback or gate): it first puts the aliases back from the move's write-ahead record, "
+                "then `rakuten-ml registry status` shows them"
             ) from exc
         raise RegistryError(
             f"{action} of {registry.name!r} failed at alias {failed!r}: {exc}; aliases restored to {before.as_dict()}, retry later"
         ) from exc
+
+
+def _move_audited(conn: Connection, model_name: str, action: str, move_id: str) -> bool:
+    """Whether the audit row of move ``move_id`` was committed (the move is complete)."""
+    rows = conn.execute(
+        sa.select(promotion_events.c.metrics)
+        .where(promotion_events.c.model_name == model_name, promotion_events.c.action == action)
+        .order_by(promotion_events.c.event_id.desc())
+        .limit(200)
+    ).scalars()
+    return any(isinstance(metrics, dict) and metrics.get("move_id") == move_id for metrics in rows)
+
+
+def _put_back(registry: ModelRegistry, current: RegistryState, target: Mapping[str, str | None], aliases: Sequence[str]) -> None:
+    """Point each of ``aliases`` (in that order) at ``target``'s version where it differs now."""
+    for alias in aliases:
+        if current.get(alias) != target.get(alias):
+            registry.move(alias, target.get(alias))
+
+
+def _recover(conn: Connection, registry: ModelRegistry, state: RegistryState, record: Mapping[str, Any] | None) -> RegistryState:
+    """Settle a move an outage cut short (read under the lock, so no move is in flight); the aliases now.
+
+    Not audited: the move never completed, its aliases go back to where they were before it. Audited
+    although its process restored the aliases (the commit got through after all): they go forward to
+    where the audited move left them. Anything else (no record, a completed or settled move): nothing.
+    """
+    if not record or record.get("state") not in (MOVING, RESTORED) or "move_id" not in record:
+        return state
+    aliases = [alias for alias, _ in record.get("steps", [])]
+    if _move_audited(conn, registry.name, str(record.get("action")), str(record["move_id"])):
+        if record.get("state") != RESTORED:
+            return state
+        _put_back(registry, state, record["after"], aliases)
+        settled = COMPLETED
+    else:
+        _put_back(registry, state, record["before"], list(reversed(aliases)))
+        settled = ROLLED_BACK
+    registry.write_last_move(dict(record) | {"state": settled})
+    log.warning("%s: alias move %s (%s) was cut short by an outage: %s (aliases were %s)", registry.name, record["move_id"],
+                record.get("action"), settled, state.as_dict())
+    return registry.state()
+
+
+def _settle_quietly(registry: ModelRegistry, record: Mapping[str, Any], settled: str) -> None:
+    """Best effort: a record left 'moving' is settled by the next move just the same."""
+    try:
+        registry.write_last_move(dict(record) | {"state": settled})
+    except RegistryError as exc:
+        log.warning("%s: move %s is %s but its record could not be updated: %s", registry.name, record["move_id"], settled, exc)
+
+
+def _undo_unaudited(registry: ModelRegistry, record: Mapping[str, Any], before: RegistryState, steps: Sequence[tuple[str, str | None]]) -> str:
+    """The aliases moved but their audit row was not written: put them back (if no one settled the move meanwhile)."""
+    try:
+        current, latest = registry.state_and_last_move()
+        if not latest or latest.get("move_id") != record["move_id"] or latest.get("state") != MOVING:
+            return "the move was settled by another alias move meanwhile"
+        _put_back(registry, current, before.as_dict(), [alias for alias, _ in reversed(steps)])
+    except RegistryError as exc:
+        return f"restoring them failed too ({exc}); the next alias move puts them back from the move's write-ahead record"
+    _settle_quietly(registry, record, RESTORED)
+    return f"the aliases were restored to {before.as_dict()}"
 
 
 def _run_move(
@@ -300,22 +434,46 @@ def _run_move(
     metrics: Mapping[str, Any] | None = None,
     registry: ModelRegistry | None = None,
 ) -> AliasMove:
-    """Lock, re-read, plan, move, audit, tag: the path every alias change takes."""
+    """Lock, settle an interrupted move, re-read, plan, record, move, audit, tag: the path every alias change takes."""
     settings = platform.settings
     registry = registry or ModelRegistry(settings)
     holder = f"{actor.user}:{actor.dag_run_id or '-'}:{action}"[:250]
     with promotion_lock(platform.engine, registry.name, holder, settings.promotion_lock_timeout_s) as conn:
-        before = registry.state()
+        state, last_move = registry.state_and_last_move()
+        with database_errors(platform.engine, f"{action} of {registry.name!r}", then="retry the move: nothing was moved"):
+            before = _recover(conn, registry, state, last_move)
         plan = plan_for(before, registry)
         if plan.noop:
             log.info("%s %s: nothing to do: %s", registry.name, action, plan.noop)
             return AliasMove(action, registry.name, False, plan.noop, before, before, plan.from_version, plan.to_version)
-        _apply(registry, before, plan.steps, action)
-        after = _moved(before, plan.steps)  # what MLflow now holds: every step succeeded
-        event_id = record_event(
-            conn,
-            PromotionEvent(registry.name, action, actor, reason, plan.from_version, plan.to_version, dict(metrics or {})),
-        )
+        after = _moved(before, plan.steps)
+        record = {
+            "move_id": uuid.uuid4().hex, "action": action, "state": MOVING, "steps": [list(step) for step in plan.steps],
+            "before": before.as_dict(), "after": after.as_dict(), "at": datetime.now(UTC).isoformat(), "actor": actor.user,
+        }
+        registry.write_last_move(record)  # before the first step: an outage from here on is found and settled by the next move
+        try:
+            _apply(registry, before, plan.steps, action)
+        except RegistryError:
+            with suppress(RegistryError):  # MLflow still down: the record stays 'moving' for the next move to settle
+                if registry.state() == before:  # restored: nothing is left to settle
+                    _settle_quietly(registry, record, ROLLED_BACK)
+            raise
+        try:
+            event_id = record_event(
+                conn,
+                PromotionEvent(registry.name, action, actor, reason, plan.from_version, plan.to_version,
+                               dict(metrics or {}) | {"move_id": record["move_id"]}),
+            )
+            conn.commit()  # the audit row is durable: the move is complete
+        except (DatabaseError, *CONNECTION_ERRORS) as exc:
+            cause = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            outcome = _undo_unaudited(registry, record, before, plan.steps)
+            raise DatabaseError(
+                f"{action} of {registry.name!r} moved the aliases but its audit row could not be written: the database "
+                f"{platform.engine.url.render_as_string(hide_password=True)} went away ({cause}); {outcome}; check that the "
+                "database is running, then rerun this command: it settles this move first, and an audited move is never repeated"
+            ) from exc
     for version, what in plan.version_tags.items():
         # one HTTP call per tag, so only these two; who/when/metrics are in the audit row
         tags = {"last_action": what, "reason": f"{reason[:4800]} (audit event {event_id})"}

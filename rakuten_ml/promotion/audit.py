@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from rakuten_ml.jsonsafe import json_safe
-from rakuten_ml.storage.database import fetch_all, promotion_events
+from rakuten_ml.storage.database import database_errors, fetch_all, promotion_events
 
 # gate_skip: the gate did not judge a candidate, an identical retrain of the champion or challenger
 Action = Literal["register", "gate_pass", "gate_fail", "gate_skip", "challenger_set", "promote", "reject", "rollback"]
@@ -81,7 +81,7 @@ def record_event(conn: Connection, event: PromotionEvent) -> int:
 
 def record(engine: Engine, event: PromotionEvent) -> int:
     """Insert one event in its own transaction (verdicts recorded outside an alias move)."""
-    with engine.begin() as conn:
+    with database_errors(engine, f"recording the {event.action} event of {event.model_name!r}", then="rerun the command"), engine.begin() as conn:
         return record_event(conn, event)
 
 
@@ -91,7 +91,8 @@ def history(engine: Engine, model_name: str, *, limit: int = 50, action: str | N
     if action:
         stmt = stmt.where(promotion_events.c.action == action)
     stmt = stmt.order_by(promotion_events.c.event_id.desc()).limit(limit)
-    return fetch_all(engine, stmt)
+    with database_errors(engine, f"reading the promotion history of {model_name!r}", then="retry"):
+        return fetch_all(engine, stmt)
 
 
 def last_event(engine: Engine, model_name: str, action: str, to_version: str) -> dict[str, Any] | None:
@@ -106,5 +107,6 @@ def last_event(engine: Engine, model_name: str, action: str, to_version: str) ->
         .order_by(promotion_events.c.event_id.desc())
         .limit(1)
     )
-    rows = fetch_all(engine, stmt)
+    with database_errors(engine, f"reading the last {action} event of {model_name!r} v{to_version}", then="rerun the command"):
+        rows = fetch_all(engine, stmt)
     return rows[0] if rows else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from rakuten_ml.errors import RegistryError
 from rakuten_ml.models.fusion import FusedClassifier
 from rakuten_ml.registry.pyfunc_model import CLASSIFIER_ARTIFACT, RakutenClassifierPyfunc
 from rakuten_ml.settings import Settings
@@ -52,41 +55,69 @@ def log_and_register(
     text_artifacts: dict[str, str] | None = None,
     figures: dict[str, Any] | None = None,
 ) -> RegisteredModel:
-    """Log params/metrics/artifacts in the active run and register the pyfunc model."""
+    """Log params/metrics/artifacts in the active run and register the pyfunc model.
+
+    The version is created with its tags in one registry call, so a version never exists without
+    the snapshot, commit and metrics it was trained with. MLflow unreachable at any step is a
+    :class:`RegistryError` saying to rerun the training.
+    """
     import mlflow
-    from mlflow import MlflowClient
 
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
-    mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict, tuple)) else v) for k, v in params.items()})
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
-    mlflow.set_tags(tags)
-    for name, payload in json_artifacts.items():
-        mlflow.log_dict(payload, name)
-    for name, text in (text_artifacts or {}).items():
-        mlflow.log_text(text, name)
-    for name, figure in (figures or {}).items():
-        mlflow.log_figure(figure, name)
-        import matplotlib.pyplot as plt
+    with mlflow_errors(settings, f"logging training run {run.info.run_id}", then=RERUN_TRAINING):
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict, tuple)) else v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+        mlflow.set_tags(tags)
+        for name, payload in json_artifacts.items():
+            mlflow.log_dict(payload, name)
+        for name, text in (text_artifacts or {}).items():
+            mlflow.log_text(text, name)
+        for name, figure in (figures or {}).items():
+            mlflow.log_figure(figure, name)
+            import matplotlib.pyplot as plt
 
-        plt.close(figure)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "classifier.joblib"
-        joblib.dump(classifier, path, compress=3)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=RakutenClassifierPyfunc(),
-            artifacts={CLASSIFIER_ARTIFACT: str(path)},
-            signature=_signature(classifier, example),
-            input_example=example.head(2),
-            pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=settings.registered_model_name,
-            metadata={"modalities": classifier.modalities, "label_codes": list(classifier.mapping.codes)},
-        )
-    version = str(info.registered_model_version)
-    client = MlflowClient()
-    for key, value in {**tags, **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items() if v is not None and np.isfinite(v)}}.items():
-        client.set_model_version_tag(settings.registered_model_name, version, key, value)
+            plt.close(figure)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "classifier.joblib"
+            joblib.dump(classifier, path, compress=3)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=RakutenClassifierPyfunc(),
+                artifacts={CLASSIFIER_ARTIFACT: str(path)},
+                signature=_signature(classifier, example),
+                input_example=example.head(2),
+                pip_requirements=PIP_REQUIREMENTS,
+                metadata={"modalities": classifier.modalities, "label_codes": list(classifier.mapping.codes)},
+            )
+    version_tags = {**tags, **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items() if v is not None and np.isfinite(v)}}
+    with mlflow_errors(settings, f"registering the model of training run {run.info.run_id} as {settings.registered_model_name!r}",
+                       then=RERUN_TRAINING + "; `rakuten-ml registry status` shows whether this attempt's version was created"):
+        registered = mlflow.register_model(info.model_uri, settings.registered_model_name, tags=version_tags)
+    version = str(registered.version)
     log.info("registered %s version %s (run %s)", settings.registered_model_name, version, run.info.run_id)
     return RegisteredModel(settings.registered_model_name, version, run.info.run_id, f"models:/{settings.registered_model_name}/{version}")
+
+
+RERUN_TRAINING = "rerun the training (`rakuten-ml train`, or clear the DAG's train task); the interrupted attempt's MLflow run is left unfinished"
+
+
+@contextmanager
+def mlflow_errors(settings: Settings, action: str, *, then: str) -> Iterator[None]:
+    """MLflow unreachable (or refusing) inside the block is a :class:`RegistryError` naming ``action``."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise RegistryError(
+            f"{action} failed at {settings.mlflow_tracking_uri}: {exc.message}; check that MLflow is up "
+            f"(RAKUTEN_MLFLOW_TRACKING_URI), then {then}"
+        ) from exc
+    except (requests.RequestException, ConnectionError) as exc:
+        raise RegistryError(
+            f"{action} failed at {settings.mlflow_tracking_uri}: {type(exc).__name__}: {exc}; check that MLflow is up "
+            f"(RAKUTEN_MLFLOW_TRACKING_URI), then {then}"
+        ) from exc

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
-from rakuten_ml.errors import DatabaseError, ScoringRunConflictError
+from rakuten_ml.errors import DatabaseError, ModelLoadError, ObjectStoreError, ScoringRunConflictError
 from rakuten_ml.models.fusion import fuse_probabilities
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
@@ -30,15 +32,40 @@ from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_im
 from rakuten_ml.scoring.metrics import textfile_path, write_textfile
 from rakuten_ml.scoring.partitions import Partition, plan_partitions, split_partitions
 from rakuten_ml.storage.database import predictions as predictions_table
-from rakuten_ml.storage.database import scoring_partitions, scoring_runs, upsert
+from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, scoring_partitions, scoring_runs, upsert
 
 log = logging.getLogger(__name__)
 
 # image_reused: products whose image-model output was read from an earlier run (image_cache), not recomputed.
 COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger", "image_reused")
 DONE, RUNNING, FAILED = "done", "running", "failed"
+# What MLflow answers for an alias that is not set (SQL store, REST server): no A/B test is running.
+NO_SUCH_ALIAS = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 _MODEL_CACHE: dict[str, Any] = {}  # one load per worker process and version, not per partition
 _SNAPSHOT_CACHE: dict[tuple[str, str], pd.DataFrame] = {}  # snapshots are immutable: read once per process
+
+
+def rerun_hint(run_id: str) -> str:
+    """What to do after a run stopped on an outage: resuming is always safe."""
+    return (
+        f"rerun the same run id (`rakuten-ml score --run-id {run_id}`, or clear the failed DAG tasks): finished "
+        "partitions are skipped and predictions are upserted by (run id, product id), so nothing is lost or duplicated"
+    )
+
+
+@contextmanager
+def _run_step(platform: Platform, run_id: str, action: str) -> Iterator[None]:
+    """An outage inside the block (the database, the object store) is a typed error that names the step and
+    says to resume the run; other errors pass unchanged."""
+    hint = rerun_hint(run_id)
+    try:
+        with database_errors(platform.engine, action, then=hint):
+            yield
+    except (DatabaseError, ObjectStoreError) as exc:
+        if hint in str(exc) or type(exc) not in (DatabaseError, ObjectStoreError):
+            raise  # already says what to do, or bad data (a missing or invalid key), not an outage
+        store = "database" if isinstance(exc, DatabaseError) else "object store"
+        raise type(exc)(f"{action} failed: {exc}; once the {store} is back, {hint}") from exc
 
 
 @dataclass(frozen=True)
@@ -112,7 +139,13 @@ def resolve_run_models(platform: Platform, *, version: str | None = None) -> Run
             found = client.get_model_version_by_alias(settings.registered_model_name, CHALLENGER)
             if str(found.version) != champion.version:
                 challenger = ResolvedModel(settings.registered_model_name, str(found.version), CHALLENGER)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code not in NO_SUCH_ALIAS:
+                # MLflow went away between the two reads: a run without its challenger would silently stop the A/B test
+                raise ModelLoadError(
+                    f"cannot read the {CHALLENGER!r} alias of {settings.registered_model_name!r} at {settings.mlflow_tracking_uri}: "
+                    f"{exc.message}; check that MLflow is up, then rerun the scoring (nothing was scored yet)"
+                ) from exc
             challenger = None
     return RunModels(champion, challenger, settings.ab_challenger_share if challenger else 0.0, settings.ab_salt)
 
@@ -242,6 +275,15 @@ def score_partition(
     ``scored_at`` is the time the predictions stand for (the DAG passes its run's day, so a rerun of a
     night's run keeps that night and the drift check of that day sees them); default now.
     """
+    with _run_step(platform, run_id, f"scoring partition {partition.partition_id} of run {run_id!r}"):
+        return _score_partition(platform, run_id=run_id, snapshot_id=snapshot_id, partition=partition, models=models,
+                                batch_size=batch_size, scored_at=scored_at)
+
+
+def _score_partition(
+    platform: Platform, *, run_id: str, snapshot_id: str, partition: Partition, models: RunModels, batch_size: int,
+    scored_at: datetime | None,
+) -> dict[str, int]:
     models = _bound_models(platform, run_id, snapshot_id, models)
     state = _partition_state(platform, run_id, partition.partition_id)
     if state and state["status"] == DONE:
@@ -273,7 +315,11 @@ def score_partition(
         platform.store.put_bytes(f"{parquet_prefix(run_id)}/part-{partition.partition_id:05d}.parquet", buffer.getvalue())
         counts = _counts(scored, n_failed=len(chunk_all) - len(scored)) | {"image_reused": image_reused}
     except Exception as exc:
-        _record_partition(platform, run_id, partition.partition_id, FAILED, {}, attempts, f"{type(exc).__name__}: {exc}"[:2000])
+        try:
+            _record_partition(platform, run_id, partition.partition_id, FAILED, {}, attempts, f"{type(exc).__name__}: {exc}"[:2000])
+        except (DatabaseError, *CONNECTION_ERRORS) as record_exc:
+            # the database is the outage: the partition stays 'running' (not done), which a resume rescores just the same
+            log.warning("partition %d of run %s failed and the failure could not be recorded: %s", partition.partition_id, run_id, record_exc)
         raise
     _record_partition(platform, run_id, partition.partition_id, DONE, counts, attempts)
     log.info("partition %d of run %s: %s", partition.partition_id, run_id, counts)
@@ -283,7 +329,7 @@ def score_partition(
 def recorded_run(platform: Platform, run_id: str) -> dict[str, Any] | None:
     """The ``scoring_runs`` row of ``run_id``, or None for a run never started."""
     stmt = sa.select(scoring_runs).where(scoring_runs.c.run_id == sa.bindparam("run_id"))
-    with platform.engine.connect() as conn:
+    with database_errors(platform.engine, f"reading scoring run {run_id!r}", then=rerun_hint(run_id)), platform.engine.connect() as conn:
         row = conn.execute(stmt, {"run_id": run_id}).first()
     return dict(row._mapping) if row else None
 
@@ -345,6 +391,11 @@ def plan_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models
     ``partition_size`` says), so its finished partitions are the ones it skips. Raises
     :class:`ScoringRunConflictError` when ``snapshot_id`` is given and is not the run's.
     """
+    with _run_step(platform, run_id, f"planning scoring run {run_id!r}"):
+        return _plan_run(platform, run_id=run_id, snapshot_id=snapshot_id, models=models, partition_size=partition_size)
+
+
+def _plan_run(platform: Platform, *, run_id: str, snapshot_id: str | None, models: RunModels, partition_size: int) -> RunPlan:
     recorded = recorded_run(platform, run_id)
     resumed = recorded is not None
     if recorded is None:
@@ -367,6 +418,11 @@ def start_run(platform: Platform, *, run_id: str, snapshot_id: str | None, model
 
 def finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
     """Add up the partitions' counts; the run is done only when every partition is."""
+    with _run_step(platform, run_id, f"finishing scoring run {run_id!r}"):
+        return _finish_run(platform, run_id=run_id)
+
+
+def _finish_run(platform: Platform, *, run_id: str) -> ScoreResult:
     with platform.engine.connect() as conn:
         run = conn.execute(sa.select(scoring_runs).where(scoring_runs.c.run_id == sa.bindparam("r")), {"r": run_id}).one()._mapping
         parts = [dict(r._mapping) for r in conn.execute(sa.select(scoring_partitions).where(scoring_partitions.c.run_id == sa.bindparam("r")), {"r": run_id})]
@@ -410,6 +466,13 @@ def score_products(
     latest now); an explicit ``snapshot_id`` or ``model`` that differs from it raises
     :class:`ScoringRunConflictError`.
     """
+    with _run_step(platform, run_id, f"scoring run {run_id!r}"):
+        return _score_products(platform, run_id=run_id, snapshot_id=snapshot_id, model=model, partition_size=partition_size)
+
+
+def _score_products(
+    platform: Platform, *, run_id: str, snapshot_id: str | None, model: ResolvedModel | None, partition_size: int,
+) -> ScoreResult:
     recorded = recorded_run(platform, run_id)
     if recorded is not None:
         _check_model(recorded, model)

@@ -29,7 +29,7 @@ from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.fusion import FusedClassifier, fuse_probabilities
 from rakuten_ml.models.fusion_tuning import search_image_weight
 from rakuten_ml.platform import Platform
-from rakuten_ml.registry.model_registry import log_and_register
+from rakuten_ml.registry.model_registry import RERUN_TRAINING, log_and_register, mlflow_errors
 from rakuten_ml.registry.tracking import configure_mlflow, git_commit
 from rakuten_ml.settings import Settings
 from rakuten_ml.training.split import stratified_split
@@ -116,6 +116,20 @@ def _robustness(classifier: FusedClassifier, evaluation: pd.DataFrame, platform:
         proba, _ = classifier.image_model.predict_proba_images(batch)
         scores[name] = float(f1_score(y_idx, proba.argmax(axis=1), average="weighted", zero_division=0))
     return scores
+
+
+def _end_run(status: str) -> None:
+    """End the active MLflow run; MLflow unreachable here only leaves the run's status stale (the version, if
+    registered, is complete), so it is logged: failing would make the caller retrain and register twice."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run = mlflow.active_run()
+    try:
+        mlflow.end_run(status)
+    except (MlflowException, OSError) as exc:
+        # end_run pops the run before it calls MLflow: no run is left active in this process
+        log.warning("MLflow run %s could not be marked %s (it stays RUNNING in the UI): %s", run.info.run_id if run else "?", status, exc)
 
 
 def train_and_register(
@@ -217,7 +231,9 @@ def train_and_register(
         params |= {"vision.profile": settings.vision_profile, "vision.backbones": config.backbones, "vision.weights": config.weights,
                    "vision.image_size": config.image_size, "vision.max_epochs": config.max_epochs}
     context = {"snapshot": snapshot_id, "modalities": ", ".join(modalities), "evaluation rows": len(evaluation), "image weight": image_weight}
-    with mlflow.start_run(run_name=f"train-{snapshot_id}") as run:
+    with mlflow_errors(settings, f"starting the training run of {snapshot_id}", then=RERUN_TRAINING):
+        run = mlflow.start_run(run_name=f"train-{snapshot_id}")
+    try:
         registered = log_and_register(
             classifier,
             settings,
@@ -236,5 +252,9 @@ def train_and_register(
                 "evaluation/reliability.png": reliability_figure(proba, DEFAULT_MAPPING.encode(y_eval)),
             },
         )
+    except BaseException:
+        _end_run("FAILED")
+        raise
+    _end_run("FINISHED")
     log.info("trained %s on %s: weighted F1 %.4f, version %s", "+".join(modalities), snapshot_id, metrics["f1_weighted"], registered.version)
     return TrainResult(snapshot_id, run.info.run_id, registered.name, registered.version, metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -156,3 +157,61 @@ def mlflow_proxy(mlflow_server: str, mlflow_globals: None, monkeypatch: pytest.M
     proxy.start()
     yield proxy
     proxy.cut()
+
+
+class MlflowProcess:
+    """An MLflow tracking server of the fault suite's own that a test can kill (SIGKILL, the whole process group:
+    ``mlflow server`` runs its web server as a child) and start again on the same port. Its backend store is a
+    database on the shared PostgreSQL (never stopped) and its artifacts a local folder, so its state survives."""
+
+    def __init__(self, backend_uri: str, root: Path) -> None:
+        from tests.conftest import free_port
+
+        self.backend_uri = backend_uri
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from tests.conftest import wait_until_ready
+
+        self.starts += 1
+        log_path = self.root / f"server-{self.starts}.log"
+        command = [
+            sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
+            "--artifacts-destination", (self.root / "artifacts").as_uri(), "--serve-artifacts",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+        ]
+        with open(log_path, "wb") as log_file:
+            self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until_ready(self.process, f"{self.url}/health", log_path, timeout_s=120)
+        except BaseException:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def restartable_mlflow(tmp_path_factory: pytest.TempPathFactory, mlflow_globals: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowProcess]:
+    from tests.conftest import _admin, _dsn_part
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    db = f"mlflow_faults_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{db}"')
+    host, port, user = _dsn_part("host", "127.0.0.1"), _dsn_part("port", "5432"), _dsn_part("user", "postgres")
+    server = MlflowProcess(f"postgresql+psycopg2://{user}@{host}:{port}/{db}", tmp_path_factory.mktemp("mlflow-restartable"))
+    server.start()
+    yield server
+    server.kill()
+    _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
