@@ -1,24 +1,23 @@
-"""How many CPUs this process may really use: what sizes thread pools, workers and torch threads.
+"""How many CPUs this process may really use, and what kind they are.
 
 ``os.cpu_count()`` is the machine's cores. In a container with a CPU limit (Kubernetes
 ``resources.limits.cpu``, ``docker run --cpus``) the kernel lets the process use only a share of
 them; thread pools sized by the machine's count then oversubscribe that share and the scheduler
-throttles the whole process (a 2-CPU pod on a 32-core node would run 32 torch threads). The
-usable count is the smallest of the CPU affinity mask and the cgroup CPU quota, rounded up.
+throttles the whole process (a 2-CPU pod on a 32-core node would run 32 torch threads). joblib's
+(loky's) count is the smallest of the CPU affinity mask and the cgroup quota (v1 and v2), rounded up.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import platform
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+import joblib
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+log = logging.getLogger(__name__)
 
 
 def _read(path: Path) -> str | None:
@@ -28,45 +27,10 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
-    """CPUs allowed by the cgroup quota (v2 ``cpu.max``, else v1 ``cfs_quota_us / cfs_period_us``);
-    ``None`` when there is no quota."""
-    v2 = _read(root / "cpu.max")
-    if v2:
-        quota, _, period = v2.partition(" ")
-        if quota != "max" and period:
-            try:
-                return int(quota) / int(period)
-            except ValueError:
-                return None
-        return None
-    for folder in (root / "cpu", root / "cpu,cpuacct"):
-        quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
-        if quota and period:
-            try:
-                quota_us, period_us = int(quota), int(period)
-            except ValueError:
-                return None
-            return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-    return None
-
-
-def usable_cpus(root: Path = CGROUP_ROOT) -> int:
-    """The CPUs this process can keep busy: affinity mask, capped by the cgroup quota (at least 1)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cpus = os.cpu_count() or 1
-    limit = cgroup_cpu_limit(root)
-    if limit is not None:
-        cpus = min(cpus, math.ceil(limit))
-    return max(1, cpus)
-
-
 @functools.cache
 def available_cpus() -> int:
-    """:func:`usable_cpus` of this process, read once (limits do not change under a running process)."""
-    cpus = usable_cpus()
+    """The CPUs this process can keep busy (affinity, cgroup quota), read once: limits do not change under it."""
+    cpus = max(1, joblib.cpu_count(only_physical_cores=False))
     if cpus < (os.cpu_count() or 1):
         log.info("%d of the machine's %d CPUs are usable (affinity or cgroup CPU quota): thread pools are sized to %d",
                  cpus, os.cpu_count(), cpus)

@@ -13,16 +13,16 @@ a one-sided alpha per direction keep that peeking from deciding on a handful of 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
-from statistics import NormalDist
 from typing import Any, Literal
+
+from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 Alternative = Literal["greater", "less", "two-sided"]
 Verdict = Literal["promote", "keep_testing", "reject"]
 
 REPORT_CONFIDENCE = 0.95  # intervals shown to people use the usual 95 %, independent of the test's alpha
-_NORMAL = NormalDist()
+_STATSMODELS_ALTERNATIVE = {"greater": "larger", "less": "smaller", "two-sided": "two-sided"}
 
 
 def wilson_interval(successes: int, n: int, confidence: float = REPORT_CONFIDENCE) -> tuple[float, float]:
@@ -31,15 +31,9 @@ def wilson_interval(successes: int, n: int, confidence: float = REPORT_CONFIDENC
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return 0.0, 1.0
-    z = _NORMAL.inv_cdf(1 - (1 - confidence) / 2)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
     # at 0 or n successes the bound is exactly 0 or 1; rounding would leave 1e-17 off
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return low, high
+    return (0.0 if successes == 0 else max(0.0, float(low))), (1.0 if successes == n else min(1.0, float(high)))
 
 
 @dataclass(frozen=True)
@@ -79,16 +73,10 @@ def two_proportion_ztest(s1: int, n1: int, s2: int, n2: int, alternative: Altern
         raise ValueError(f"both samples need observations, got n1={n1}, n2={n2}")
     p1, p2 = s1 / n1, s2 / n2
     pooled = (s1 + s2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    # se == 0 only when both arms are all right or all wrong: no difference to find
-    z = (p1 - p2) / se if se > 0 else 0.0
-    if alternative == "greater":
-        p_value = 1 - _NORMAL.cdf(z)
-    elif alternative == "less":
-        p_value = _NORMAL.cdf(z)
-    else:
-        p_value = 2 * (1 - _NORMAL.cdf(abs(z)))
-    return ZTest(p1 - p2, z, min(1.0, p_value), alternative)
+    if pooled in (0.0, 1.0):  # both arms all right or all wrong: no variance, no difference to find
+        return ZTest(p1 - p2, 0.0, 0.5 if alternative != "two-sided" else 1.0, alternative)
+    z, p_value = proportions_ztest([s1, s2], [n1, n2], alternative=_STATSMODELS_ALTERNATIVE[alternative], prop_var=False)
+    return ZTest(p1 - p2, float(z), min(1.0, float(p_value)), alternative)
 
 
 @dataclass(frozen=True)
