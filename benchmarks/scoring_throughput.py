@@ -108,7 +108,7 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
     batched_rate(nightly, mm_snapshot, fused, "bench-fused-first-night")  # stores every photo's output
     for share_new in (0.1, 0.0):
         rate = _median_rate(nightly, mm_snapshot, fused, f"bench-fused-night-{share_new}",
-                            before=lambda: _forget_image_outputs(nightly, share_new))
+                            before=lambda share=share_new: _forget_image_outputs(nightly, share))
         rows.append(f"| nightly rerun, default settings, same model version, {1 - share_new:.0%} of photos already scored "
                     f"(median of 3) | {rate:,.1f} | {rate / naive:.1f}x |")
     reference = codes.get("torch fp32")

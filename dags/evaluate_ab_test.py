@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE
-from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task
+
+from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE, run_job
+from rakuten_ml.timetables import NextSlotCronTimetable
 
 DOC = """
 ### evaluate_ab_test
@@ -37,24 +38,12 @@ Every alias move takes the promotion lock and is written to `promotion_events`
 )
 def evaluate_ab_test() -> None:
     @task
-    def evaluate_ab(params: dict | None = None, run_id: str | None = None) -> dict:
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test as evaluate
-        from rakuten_ml.promotion.audit import Actor
-
-        apply = bool((params or {}).get("apply", True))
-        return evaluate(Platform.from_env(), actor=Actor.dag("evaluate_ab_test", run_id), apply=apply).summary()
+    def evaluate_ab() -> dict:
+        return run_job("promotion.evaluate_ab")
 
     @task
-    def gate_new_version(params: dict | None = None, run_id: str | None = None) -> dict | None:
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.promotion.audit import Actor
-        from rakuten_ml.promotion.service import onboard_latest
-
-        if not (params or {}).get("apply", True):
-            return None
-        outcome = onboard_latest(Platform.from_env(), actor=Actor.dag("evaluate_ab_test", run_id))
-        return None if outcome is None else outcome.summary()
+    def gate_new_version() -> dict | None:
+        return run_job("promotion.gate_new_version")
 
     # decide the running test first: a new challenger would abandon it
     evaluate_ab() >> gate_new_version()

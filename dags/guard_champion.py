@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
-from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Param, dag, task
+
+from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE, run_job
+from rakuten_ml.timetables import NextSlotCronTimetable
 
 DOC = """
 ### guard_champion
@@ -35,19 +36,8 @@ Idempotent: with no previous-champion left, or a healthy champion, it changes no
 )
 def guard_champion() -> None:
     @task
-    def check_champion(params: dict | None = None, run_id: str | None = None) -> dict:
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.promotion.audit import Actor
-        from rakuten_ml.promotion.rollback import guard_champion as guard
-
-        params = params or {}
-        outcome = guard(
-            Platform.from_env(),
-            actor=Actor.dag("guard_champion", run_id),
-            error_rate=params.get("error_rate"),
-            p95_latency_ms=params.get("p95_latency_ms"),
-        )
-        return outcome.summary()
+    def check_champion() -> dict:
+        return run_job("promotion.check_champion")
 
     check_champion()
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from rakuten_ml.orchestration import DEFAULT_ARGS, SNAPSHOT_ASSET_URI, START_DATE
-from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Asset, Param, dag, task
+
+from rakuten_ml.orchestration import DEFAULT_ARGS, SNAPSHOT_ASSET_URI, START_DATE, run_job
+from rakuten_ml.timetables import NextSlotCronTimetable
 
 SNAPSHOT = Asset(SNAPSHOT_ASSET_URI)
 
@@ -42,25 +43,11 @@ each night's ingestion instead of guessing when it ends, and an unchanged snapsh
 def ingest_products() -> None:
     @task
     def init_database() -> str:
-        from rakuten_ml.platform import Platform
-
-        platform = Platform.from_env()
-        platform.init_labelled_products()
-        return platform.engine.url.render_as_string(hide_password=True)
+        return run_job("ingestion.init_database")
 
     @task(outlets=[SNAPSHOT])
-    def ingest(params: dict | None = None, logical_date=None, dag_run=None, outlet_events=None) -> dict:  # noqa: ANN001 - Airflow context
-        from rakuten_ml.cli import run_ingest
-        from rakuten_ml.orchestration import run_as_of, snapshot_event_extra
-
-        params = params or {}
-        summary = run_ingest(
-            source=params.get("source") or None,
-            use_labelled_table=bool(params.get("labelled_table", True)),
-            run_id=getattr(dag_run, "run_id", None),  # a retried task replaces its own run record
-        )
-        outlet_events[SNAPSHOT].extra = snapshot_event_extra(summary, run_as_of(logical_date, getattr(dag_run, "run_after", None)))
-        return summary
+    def ingest() -> dict:
+        return run_job("ingestion.ingest")
 
     init_database() >> ingest()
 

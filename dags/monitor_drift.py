@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
-from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE
-from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Asset, Param, dag, task
+
+from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
+from rakuten_ml.orchestration import DEFAULT_ARGS, START_DATE, run_job
+from rakuten_ml.timetables import NextSlotCronTimetable
 
 DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET_URI)
 
@@ -45,31 +46,14 @@ schedules `retrain_classifier`; otherwise it is skipped.
 )
 def monitor_drift() -> None:
     @task
-    def check(params: dict | None = None, logical_date=None) -> dict:  # noqa: ANN001 - Airflow injects a datetime
-        from datetime import UTC, date, datetime
-
-        from rakuten_ml.cli import run_drift_check
-
-        params = params or {}
-        check_date = date.fromisoformat(params["check_date"]) if params.get("check_date") else None
-        return run_drift_check(
-            check_date=check_date,
-            as_of=None if check_date else (logical_date or datetime.now(UTC)),
-            window_days=params.get("window_days") or None,
-            model_version=params.get("model_version") or None,
-        )
-
-    @task.short_circuit
-    def alert_fired(summary: dict) -> bool:
-        return bool(summary.get("alerts"))
+    def check() -> dict:
+        return run_job("monitoring.check")
 
     @task(outlets=[DRIFT_ALERT])
-    def emit_alert(summary: dict, outlet_events=None) -> dict:  # noqa: ANN001 - Airflow's accessor
-        outlet_events[DRIFT_ALERT].extra = summary["alert"]
-        return summary["alert"]
+    def emit_alert(summary: dict) -> dict:
+        return run_job("monitoring.emit_alert", summary=summary)
 
-    summary = check()
-    alert_fired(summary) >> emit_alert(summary)
+    emit_alert(check())
 
 
 monitor_drift()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
-from rakuten_ml.orchestration import DEFAULT_ARGS, MODALITY_CHOICES, MODEL_ASSET_URI, START_DATE
-from rakuten_ml.timetables import NextSlotCronTimetable
 from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task
 
+from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
+from rakuten_ml.orchestration import DEFAULT_ARGS, MODALITY_CHOICES, MODEL_ASSET_URI, START_DATE, run_job
+from rakuten_ml.timetables import NextSlotCronTimetable
+
 DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET_URI)
-DEFAULT_MODALITIES = next(iter(MODALITY_CHOICES))
+DEFAULT_MODALITIES = next(iter(MODALITY_CHOICES))  # the form's default; rakuten_ml.jobs.retraining uses the same
 # How many recent drift alerts a monthly/manual run looks at for ones no run has answered yet.
-RECENT_ALERTS = 20
 
 DOC = """
 ### retrain_classifier
@@ -53,75 +53,25 @@ training summary (`model_version`, `metrics`, `snapshot_id`).
 )
 def retrain_classifier() -> None:
     @task(inlets=[DRIFT_ALERT])
-    def decide(params: dict | None = None, dag_run=None, run_id: str | None = None, logical_date=None,  # noqa: ANN001
-               triggering_asset_events=None, inlet_events=None) -> dict:  # noqa: ANN001 - Airflow accessors
-        from rakuten_ml.monitoring.retrain_guard import alerts_from_events, begin_retrain
-        from rakuten_ml.platform import Platform
-
-        params = params or {}
-        platform = Platform.from_env()
-        triggering = alerts_from_events((triggering_asset_events or {}).get(DRIFT_ALERT, []))
-        run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type)) if dag_run else "manual"
-        recent = [] if triggering else alerts_from_events(inlet_events[DRIFT_ALERT].ascending(False).limit(RECENT_ALERTS))
-        return begin_retrain(
-            platform.engine,
-            dag_run_id=run_id or "manual",
-            run_type=run_type,
-            triggering=triggering,
-            recent=recent,
-            reason=params.get("reason") or None,
-            force=bool(params.get("force")),
-            cooldown_hours=platform.settings.retrain_cooldown_hours,
-            as_of=logical_date,  # None for asset-triggered runs: the triggering alerts' time is used
-        )
+    def decide() -> dict:
+        return run_job("retraining.decide")
 
     @task
     def cooldown_gate(decision: dict) -> None:
         """A refused request ends here as *skipped* (with everything below), so the grid shows it as a skip."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        if not decision["proceed"]:
-            raise AirflowSkipException(f"not retraining ({decision['status']}): {decision['decision']}; trigger with force=true to train anyway")
+        run_job("retraining.cooldown_gate", decision=decision)
 
     @task
-    def refresh_snapshot(params: dict | None = None) -> str:
-        from rakuten_ml.cli import run_ingest
-
-        snapshot_id = (params or {}).get("snapshot_id")
-        return snapshot_id or run_ingest()["snapshot_id"]
+    def refresh_snapshot() -> str:
+        return run_job("retraining.refresh_snapshot")
 
     @task
-    def train(snapshot_id: str, decision: dict, params: dict | None = None, run_id: str | None = None) -> dict:
-        from rakuten_ml.monitoring.retrain_guard import record_failure
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.training.modalities import resolve_modalities
-        from rakuten_ml.training.train import train_and_register
-
-        platform = Platform.from_env()
-        try:
-            result = train_and_register(
-                platform,
-                snapshot_id=snapshot_id,
-                modalities=resolve_modalities(platform.settings, (params or {}).get("modalities") or DEFAULT_MODALITIES),
-                dag_run_id=run_id,
-                reason=decision["reason"],
-            )
-        except Exception as exc:
-            record_failure(platform.engine, decision["dag_run_id"], exc, snapshot_id=snapshot_id)
-            raise
-        return result.summary()
+    def train(snapshot_id: str, decision: dict) -> dict:
+        return run_job("retraining.train", snapshot_id=snapshot_id, decision=decision)
 
     @task(outlets=[Asset(MODEL_ASSET_URI)])
-    def register(trained: dict, decision: dict, outlet_events=None) -> dict:  # noqa: ANN001 - Airflow's accessor
-        from rakuten_ml.monitoring.retrain_guard import STATUS_SUCCEEDED, finish_request
-        from rakuten_ml.platform import Platform
-
-        finish_request(Platform.from_env().engine, decision["dag_run_id"], status=STATUS_SUCCEEDED,
-                       snapshot_id=trained["snapshot_id"], model_version=trained["model_version"])
-        outlet_events[Asset(MODEL_ASSET_URI)].extra = {
-            "model_version": trained["model_version"], "reason": decision["reason"], "alert_ids": [a["alert_id"] for a in decision["alerts"]],
-        }
-        return trained
+    def register(trained: dict, decision: dict) -> dict:
+        return run_job("retraining.register", trained=trained, decision=decision)
 
     decision = decide()
     snapshot_id = refresh_snapshot()

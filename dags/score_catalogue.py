@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from rakuten_ml.orchestration import DEFAULT_ARGS, SNAPSHOT_ASSET_URI, START_DATE
+from rakuten_ml.orchestration import DEFAULT_ARGS, DEFAULT_PARTITION_SIZE, SNAPSHOT_ASSET_URI, START_DATE, run_job, scoring_queue
 
-# Mapped scoring tasks go to this Celery/Kubernetes queue; a CPU-only deployment sets it to "default".
-SCORING_QUEUE = os.environ.get("RAKUTEN_SCORING_QUEUE", "gpu")
+# Mapped scoring tasks go to this Celery/Kubernetes queue (RAKUTEN_SCORING_QUEUE); a CPU-only deployment sets "default".
+SCORING_QUEUE = scoring_queue()
 SNAPSHOT = Asset(SNAPSHOT_ASSET_URI)
 
 DOC = f"""
@@ -49,75 +46,30 @@ DOC = f"""
     params={
         "snapshot_id": Param(None, type=["null", "string"], description="Snapshot to score; empty = the triggering event's, else the latest"),
         "model_version": Param(None, type=["null", "string"], description="Pin a version (no A/B); empty = champion"),
-        "partition_size": Param(20000, type="integer", minimum=100, description="Products per mapped task"),
+        "partition_size": Param(DEFAULT_PARTITION_SIZE, type="integer", minimum=100, description="Products per mapped task"),
     },
 )
 def score_catalogue() -> None:
     @task
-    def resolve_models(params: dict | None = None) -> dict:
-        """The pinned versions, or {} when no model is registered yet (nothing to score)."""
-        from rakuten_ml.errors import NoModelYetError
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.scoring.batch import resolve_run_models
-
-        try:
-            return resolve_run_models(Platform.from_env(), version=(params or {}).get("model_version") or None).as_dict()
-        except NoModelYetError as exc:
-            return {"skip_reason": str(exc)}
+    def resolve_models() -> dict:
+        return run_job("scoring.resolve_models")
 
     @task(inlets=[SNAPSHOT])
-    def plan(models: dict, params: dict | None = None, run_id: str | None = None, logical_date=None, dag_run=None,  # noqa: ANN001
-             triggering_asset_events=None) -> list[dict]:  # noqa: ANN001 - Airflow context
-        from rakuten_ml.orchestration import latest_event_extra, run_as_of
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.scoring.batch import RunModels, start_run
-
-        if "champion" not in models:
-            raise AirflowSkipException(f"nothing to score: {models.get('skip_reason')}")
-        params = params or {}
-        event = latest_event_extra((triggering_asset_events or {}).get(SNAPSHOT, []))
-        as_of = event.get("as_of") or run_as_of(logical_date, getattr(dag_run, "run_after", None)).isoformat()
-        snapshot_id, partitions = start_run(
-            Platform.from_env(), run_id=run_id or "manual", snapshot_id=params.get("snapshot_id") or event.get("snapshot_id") or None,
-            models=RunModels.from_dict(models), partition_size=int(params.get("partition_size") or 20000),
-        )
-        return [p.as_dict() | {"snapshot_id": snapshot_id, "as_of": as_of} for p in partitions]
+    def plan(models: dict) -> list[dict]:
+        return run_job("scoring.plan", models=models)
 
     @task(queue=SCORING_QUEUE, retries=3, max_active_tis_per_dagrun=8)
-    def score_partition(partition: dict, models: dict, run_id: str | None = None) -> dict:
-        from datetime import datetime
-
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.scoring.batch import RunModels
-        from rakuten_ml.scoring.batch import score_partition as score
-        from rakuten_ml.scoring.partitions import Partition
-
-        snapshot_id, as_of = partition.pop("snapshot_id"), partition.pop("as_of")
-        return score(
-            Platform.from_env(), run_id=run_id or "manual", snapshot_id=snapshot_id,
-            partition=Partition(**partition), models=RunModels.from_dict(models), scored_at=datetime.fromisoformat(as_of),
-        )
+    def score_partition(partition: dict, models: dict) -> dict:
+        return run_job("scoring.score_partition", partition=partition, models=models)
 
     # all_done: a partition that failed after its retries still gets the run recorded as failed and
     # its metrics exported (the alert needs them); then this task fails, so the DAG run is failed too.
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def summarise(_counts: list, models: dict, run_id: str | None = None) -> dict:
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.scoring.batch import finish_run
-
-        if "champion" not in models:
-            raise AirflowSkipException(f"nothing was scored: {models.get('skip_reason')}")
-        result = finish_run(Platform.from_env(), run_id=run_id or "manual")
-        if result.status != "done":
-            raise AirflowFailException(
-                f"run {result.run_id}: {result.n_partitions - result.n_partitions_done} of {result.n_partitions} partitions "
-                "are not scored; clear the failed score_partition tasks to resume (finished partitions are kept)"
-            )
-        return result.summary()
+    def summarise(_counts: list, models: dict) -> dict:
+        return run_job("scoring.summarise", models=models)
 
     models = resolve_models()
-    partitions = plan(models)
-    summarise(score_partition.partial(models=models).expand(partition=partitions), models)
+    summarise(score_partition.partial(models=models).expand(partition=plan(models)), models)
 
 
 score_catalogue()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE
 from airflow.sdk import Asset, Param, dag, task
+
+from rakuten_ml.orchestration import DEFAULT_ARGS, MODEL_ASSET_URI, START_DATE, run_job
 
 DOC = """
 ### train_text_model
@@ -31,19 +32,8 @@ the other 20% (seed 42), logged to MLflow and registered as a new version of the
 )
 def train_text_model() -> None:
     @task(outlets=[Asset(MODEL_ASSET_URI)])
-    def train(params: dict | None = None, run_id: str | None = None) -> dict:
-        from rakuten_ml.platform import Platform
-        from rakuten_ml.training.train import train_and_register
-
-        params = params or {}
-        result = train_and_register(
-            Platform.from_env(),
-            snapshot_id=params.get("snapshot_id") or None,
-            modalities=("text",),
-            dag_run_id=run_id,
-            reason=params.get("reason") or "manual",
-        )
-        return result.summary()
+    def train() -> dict:
+        return run_job("training.train_text")
 
     train()
 

@@ -101,28 +101,9 @@ def ingest_cmd(
 
 
 def run_ingest(*, source: str | None = None, use_labelled_table: bool = True, run_id: str | None = None) -> dict[str, Any]:
-    from rakuten_ml.data.ingest import ingest
-    from rakuten_ml.storage.object_store import open_store
+    from rakuten_ml.jobs.ingestion import run_ingest as ingest_job
 
-    platform = _platform()
-    settings = platform.settings
-    source_store = open_store(source or settings.catalogue_url, settings, create=False)
-    result = ingest(
-        source_store=source_store,
-        source_prefix="",
-        target_store=platform.store,
-        engine=platform.engine,
-        labelled_engine=platform.engine if use_labelled_table and settings.labelled_products_table else None,
-        labelled_table=settings.labelled_products_table or None,
-        require_image=settings.image_policy == "require",
-        x_file=settings.x_file,
-        y_file=settings.y_file,
-        image_folder=settings.image_folder,
-        max_image_side=settings.ingest_max_image_side,
-        max_encoding_error_share=settings.ingest_max_encoding_error_share,
-        ingest_run_id=run_id,
-    )
-    return result.summary()
+    return ingest_job(source=source, use_labelled_table=use_labelled_table, run_id=run_id)
 
 
 @snapshots_app.command("list")
@@ -191,14 +172,9 @@ def drift_check_cmd(
 
 
 def run_drift_check(**kwargs: Any) -> dict[str, Any]:
-    """What ``rakuten-ml drift check`` and the monitor_drift DAG run: checks, stored rows, textfile."""
-    from rakuten_ml.monitoring.checks import run_drift_checks
-    from rakuten_ml.monitoring.metrics import textfile_path, write_textfile
+    from rakuten_ml.jobs.monitoring import run_drift_check as drift_job
 
-    platform = _platform()
-    result = run_drift_checks(platform, **kwargs)
-    write_textfile(platform.engine, textfile_path(platform.settings))
-    return result.summary()
+    return drift_job(**kwargs)
 
 
 ActorOption = Annotated[str | None, typer.Option("--actor", help="Who does this (recorded in the audit); default $USER")]

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare_airflow_env(home)
         migrate_airflow_db()
         outcomes = [run_dag(dag_id, json.loads(args.conf)) for dag_id in args.dag_ids]
-        print(json.dumps(outcomes, default=str))
+        sys.stdout.write(json.dumps(outcomes, default=str) + "\n")  # the command's output, for scripts
         return 0 if all(o["state"] == "success" for o in outcomes) else 1
     from rakuten_ml.lifecycle.run import run_demo
     from rakuten_ml.lifecycle.stack import Ports

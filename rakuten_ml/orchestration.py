@@ -1,5 +1,5 @@
-"""Constants and small helpers shared by the DAG files (owner, retries, asset URIs, asset event payloads):
-stdlib only, since the scheduler imports this module every time it parses a DAG file."""
+"""Constants and small helpers shared by the DAG files (owner, retries, asset URIs, asset event payloads, the
+job runner): stdlib at import, since the scheduler imports this module every time it parses a DAG file."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
 }
 START_DATE = datetime(2026, 1, 1)
+DEFAULT_PARTITION_SIZE = 20_000  # products per mapped scoring task, the score_catalogue form's default
 SNAPSHOT_ASSET_URI = "rakuten://dataset-snapshot"
 MODEL_ASSET_URI = "rakuten://registered-model"
 # The retrain form's modalities choice -> its label; rakuten_ml.training.modalities says what each trains.
@@ -45,3 +46,75 @@ def latest_event_extra(events: Iterable[Any]) -> dict[str, Any]:
     """The extra of the newest of a run's triggering asset events (duck-typed: ``.extra`` and ``.timestamp``)."""
     newest = max(events, key=lambda event: str(getattr(event, "timestamp", "")), default=None)
     return dict(getattr(newest, "extra", None) or {})
+
+
+def scoring_queue() -> str:
+    """The queue of the nightly scoring's partition tasks (``RAKUTEN_SCORING_QUEUE``), read when the DAG is parsed."""
+    from rakuten_ml.settings import Settings
+
+    return Settings().scoring_queue
+
+
+def job_context(context: Mapping[str, Any]) -> Any:
+    """A :class:`rakuten_ml.jobs.context.JobContext` from an Airflow task's context."""
+    from rakuten_ml.jobs.context import JobContext
+
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None) if dag_run is not None else None
+    logical_date = context.get("logical_date")
+    triggering = {_uri(asset): list(events) for asset, events in (context.get("triggering_asset_events") or {}).items()}
+    inlet_events = context.get("inlet_events")
+
+    def recent(uri: str, limit: int) -> list[Any]:
+        from airflow.sdk import Asset
+
+        return list(inlet_events[Asset(uri)].ascending(False).limit(limit)) if inlet_events is not None else []
+
+    return JobContext(
+        run_id=str(context.get("run_id") or "manual"),
+        run_type=str(getattr(run_type, "value", run_type) or "manual"),
+        params=dict(context.get("params") or {}),
+        logical_date=logical_date,
+        as_of=run_as_of(logical_date, getattr(dag_run, "run_after", None)),
+        triggering=triggering,
+        recent_events=recent,
+    )
+
+
+def _uri(asset: Any) -> str:
+    """An asset's URI as the DAGs write it: Airflow normalises ``rakuten://x`` to ``rakuten://x/``."""
+    return str(getattr(asset, "uri", asset)).rstrip("/")
+
+
+def resolve_job(name: str) -> Any:
+    """``"scoring.plan"`` -> :func:`rakuten_ml.jobs.scoring.plan`: DAG files name jobs, so parsing imports none."""
+    import importlib
+
+    module, _, function = name.rpartition(".")
+    return getattr(importlib.import_module(f"rakuten_ml.jobs.{module}"), function)
+
+
+def run_job(name: str, /, **kwargs: Any) -> Any:
+    """Run the job ``name`` (a function of :mod:`rakuten_ml.jobs`) as the current Airflow task.
+
+    The task's context goes in as a ``JobContext``. ``JobSkipped`` ends the task skipped, ``JobFailed``
+    fails it without retries, and the events of a ``WithEvents`` are set on the task's outlets.
+    """
+    from airflow.sdk import Asset, get_current_context
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from rakuten_ml.jobs.context import JobFailed, JobSkipped, WithEvents
+
+    job = resolve_job(name)
+    context = get_current_context()
+    try:
+        outcome = job(job_context(context), **kwargs)
+    except JobSkipped as exc:
+        raise AirflowSkipException(str(exc)) from exc
+    except JobFailed as exc:
+        raise AirflowFailException(str(exc)) from exc
+    if isinstance(outcome, WithEvents):
+        for uri, extra in outcome.events.items():
+            context["outlet_events"][Asset(uri)].extra = dict(extra)
+        return outcome.value
+    return outcome

@@ -7,6 +7,10 @@ server runs the same code against real infrastructure.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +18,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rakuten_ml.data.contract import MAX_IMAGE_SIDE
+
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -45,6 +51,11 @@ class Settings(BaseSettings):
         description="Widest and tallest image ingestion accepts, read from the header before any decode; a larger "
         "one is quarantined as image_too_large (decoding a 10,000 px PNG costs hundreds of MB). Default: "
         "serving's bound, so every ingested photo can also be served.",
+    )
+    scoring_queue: str = Field(
+        default="gpu",
+        description="Airflow queue of the nightly scoring's mapped partition tasks: Celery workers started with "
+        "`-q gpu` take them; a CPU-only Celery deployment sets `default` (LocalExecutor ignores queues).",
     )
     ingest_max_encoding_error_share: float = Field(
         default=0.01, ge=0.0, le=1.0,
@@ -198,6 +209,11 @@ class Settings(BaseSettings):
     serving_log_flush_s: float = Field(default=2.0, gt=0.0, description="Longest a logged prediction waits before its INSERT.")
 
     @model_validator(mode="after")
+    def _warn_about_unknown_variables(self) -> Settings:
+        warn_unknown_variables(tuple(sorted(os.environ)))
+        return self
+
+    @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         home = self.home.expanduser().resolve()
         self.home = home
@@ -230,6 +246,17 @@ def join_url(base: str, *parts: str) -> str:
     return "/".join(cleaned)
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (CLI flags, tests) taking precedence."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+# RAKUTEN_* names that belong to the test suite and the benchmarks, not to the platform's settings.
+_NOT_SETTINGS_PREFIXES = ("RAKUTEN_TEST_", "RAKUTEN_BENCH_", "RAKUTEN_SOAK_")
+
+
+@functools.cache
+def warn_unknown_variables(names: tuple[str, ...]) -> list[str]:
+    """Warn (once per set of variables) about ``RAKUTEN_*`` variables no setting reads: a typo such as
+    ``RAKUTEN_DATABSE_URL`` would otherwise leave the embedded default in force without a word."""
+    known = {f"RAKUTEN_{name.upper()}" for name in Settings.model_fields}
+    unknown = [n for n in names if n.startswith("RAKUTEN_") and n not in known and not n.startswith(_NOT_SETTINGS_PREFIXES)]
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        log.warning("%s is set but no setting reads it%s", name, f"; did you mean {close[0]}?" if close else "")
+    return unknown

@@ -10,9 +10,9 @@ Registered with Airflow by ``plugins/rakuten_timetables.py`` (custom timetables 
 
 from __future__ import annotations
 
+from airflow.sdk.timezone import coerce_datetime, utcnow
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 from airflow.timetables.trigger import CronTriggerTimetable
-from airflow.sdk.timezone import coerce_datetime, utcnow
 
 
 class NextSlotCronTimetable(CronTriggerTimetable):

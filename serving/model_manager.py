@@ -19,6 +19,7 @@ import pandas as pd
 
 from rakuten_ml.errors import ModelLoadError
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
+from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
 from rakuten_ml.scoring.device import onnx_export_cache, tune_image_model
 from rakuten_ml.settings import Settings
@@ -74,10 +75,9 @@ def resolve_variant(settings: Settings, variant: str) -> ResolvedModel | None:
     """
     if variant == CHAMPION:
         return resolve_model(settings, alias=CHAMPION)
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     name = settings.registered_model_name
     try:
         version = client.get_model_version_by_alias(name, variant)

@@ -175,7 +175,7 @@ def test_evidently_report_runs_the_same_ks_tests(world):
 
 def write_products_snapshot(platform: Platform, frame: pd.DataFrame) -> str:
     rows = frame.assign(image_key=None, image_sha256=None, source="generator", location=[f"row {i}" for i in range(len(frame))])
-    manifest, _ = write_snapshot(platform.store, platform.engine, rows, [], n_input=len(rows), sources={"generator": "test"})
+    manifest, _, _ = write_snapshot(platform.store, platform.engine, rows, [], n_input=len(rows), sources={"generator": "test"})
     return manifest.snapshot_id
 
 

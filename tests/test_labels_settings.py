@@ -48,3 +48,14 @@ def test_settings_embedded_defaults_and_env(tmp_path, monkeypatch):
     monkeypatch.setenv("RAKUTEN_IMAGE_WEIGHT", "1.5")
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_a_mistyped_variable_is_warned_about_with_the_setting_it_resembles(monkeypatch, caplog):
+    from rakuten_ml.settings import warn_unknown_variables
+
+    monkeypatch.setenv("RAKUTEN_DATABSE_URL", "postgresql://db/rakuten")
+    monkeypatch.setenv("RAKUTEN_TEST_PG_DSN", "host=x")  # the test suite's own variable: not a setting, not warned
+    Settings()
+    assert "RAKUTEN_DATABSE_URL is set but no setting reads it; did you mean RAKUTEN_DATABASE_URL?" in caplog.text
+    assert "RAKUTEN_TEST_PG_DSN" not in caplog.text
+    assert warn_unknown_variables(("RAKUTEN_HOME", "RAKUTEN_SCORING_QUEUE")) == []

@@ -114,7 +114,18 @@ def test_every_modalities_choice_means_something():
         resolve_modalities(Settings(), "image")
 
 
-def test_scoring_with_no_model_yet_skips_instead_of_failing(dagbag):
+@pytest.fixture
+def task_context(monkeypatch):
+    """What Airflow gives a running task, enough for run_job (outlet events are recorded per asset)."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    context = {"run_id": "manual__1", "params": {}, "outlet_events": defaultdict(SimpleNamespace)}
+    monkeypatch.setattr("airflow.sdk.get_current_context", lambda: context)
+    return context
+
+
+def test_scoring_with_no_model_yet_skips_instead_of_failing(dagbag, task_context):
     from airflow.sdk.exceptions import AirflowSkipException
 
     dag = dagbag.dags["score_catalogue"]
@@ -125,10 +136,29 @@ def test_scoring_with_no_model_yet_skips_instead_of_failing(dagbag):
         dag.get_task("summarise").python_callable(_counts=[], models=no_model)
 
 
-def test_refused_retrain_is_a_skip_that_says_why(dagbag):
+def test_refused_retrain_is_a_skip_that_says_why(dagbag, task_context):
     from airflow.sdk.exceptions import AirflowSkipException
 
     gate = dagbag.dags["retrain_classifier"].get_task("cooldown_gate").python_callable
     assert gate({"proceed": True}) is None
     with pytest.raises(AirflowSkipException, match="run r1 started .*; trigger with force=true"):
         gate({"proceed": False, "status": "skipped_cooldown", "decision": "run r1 started 2 days ago"})
+
+
+def test_a_failed_job_fails_its_task_and_emitted_events_reach_the_outlets(dagbag, task_context, monkeypatch):
+    from airflow.sdk import Asset
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from rakuten_ml.jobs import scoring
+    from rakuten_ml.jobs.context import JobFailed
+
+    def unfinished(ctx, models):
+        raise JobFailed(f"run {ctx.run_id}: 1 of 3 partitions are not scored")
+
+    monkeypatch.setattr(scoring, "summarise", unfinished)
+    with pytest.raises(AirflowFailException, match="run manual__1: 1 of 3 partitions"):
+        dagbag.dags["score_catalogue"].get_task("summarise").python_callable(_counts=[], models={"champion": {}})
+    alert = {"alert_id": "drift:2026-06-03:v1", "alerts": [{"metric": "data_drift"}]}
+    emitted = dagbag.dags["monitor_drift"].get_task("emit_alert").python_callable(summary={"alerts": ["data_drift"], "alert": alert})
+    assert emitted == alert
+    assert task_context["outlet_events"][Asset("rakuten://drift-alert")].extra == alert

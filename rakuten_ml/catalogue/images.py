@@ -452,8 +452,8 @@ def _jitter(colour: RGB, rng: np.random.Generator, hue_turn: float) -> RGB:
     noise = rng.normal(0, COLOUR_JITTER, 3).tolist()
     r, g, b = (min(1.0, max(0.0, (c + d) / 255.0)) for c, d in zip(colour, noise, strict=True))
     if hue_turn:
-        h, l, s = colorsys.rgb_to_hls(r, g, b)
-        r, g, b = colorsys.hls_to_rgb((h + hue_turn) % 1.0, l, s)
+        hue, lightness, saturation = colorsys.rgb_to_hls(r, g, b)
+        r, g, b = colorsys.hls_to_rgb((hue + hue_turn) % 1.0, lightness, saturation)
     return (round(r * 255), round(g * 255), round(b * 255))
 
 

@@ -20,7 +20,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from rakuten_ml.data.contract import (
-    RawRecord, Reason, Rejection, has_undecodable_bytes, parse_integer, quarantined_text, raw_fields, visible_bytes,
+    RawRecord,
+    Reason,
+    Rejection,
+    has_undecodable_bytes,
+    parse_integer,
+    quarantined_text,
+    raw_fields,
+    visible_bytes,
 )
 from rakuten_ml.errors import DatabaseError, SourceError
 from rakuten_ml.storage.database import reflect_table

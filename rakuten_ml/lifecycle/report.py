@@ -24,9 +24,9 @@ from typing import Any
 import matplotlib.dates as mdates  # importing it registers the date converters the drift plot's axis needs
 import sqlalchemy as sa
 from matplotlib.axes import Axes
-from matplotlib.ticker import MaxNLocator
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 

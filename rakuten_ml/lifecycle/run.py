@@ -19,6 +19,7 @@ from rakuten_ml.errors import RakutenError
 from rakuten_ml.lifecycle.scenario import LifeCycle, Story, story_environment
 from rakuten_ml.lifecycle.stack import Ports, Stack
 from rakuten_ml.lifecycle.timeline import Timeline
+from rakuten_ml.registry.contract import ACCURACY_TAG, F1_TAG, GATE_VERDICT_TAG, SNAPSHOT_TAG, TRIGGER_REASON_TAG
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,10 @@ def registry_versions(timeline: Timeline) -> list[dict]:
         tags = info.tags
         out.append({
             "version": info.version, "created_day": created.get(info.version),
-            "f1_weighted": float(tags["metric.f1_weighted"]) if "metric.f1_weighted" in tags else None,
-            "accuracy": float(tags["metric.accuracy"]) if "metric.accuracy" in tags else None,
+            "f1_weighted": float(tags[F1_TAG]) if F1_TAG in tags else None,
+            "accuracy": float(tags[ACCURACY_TAG]) if ACCURACY_TAG in tags else None,
             "aliases": [alias for alias, version in state.items() if version == info.version],
-            "gate": tags.get("gate.verdict"), "snapshot_id": tags.get("snapshot_id"), "reason": tags.get("trigger_reason"),
+            "gate": tags.get(GATE_VERDICT_TAG), "snapshot_id": tags.get(SNAPSHOT_TAG), "reason": tags.get(TRIGGER_REASON_TAG),
         })
     return out
 

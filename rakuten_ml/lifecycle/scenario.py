@@ -13,8 +13,8 @@ Day 6   a bad export (half the labels wrong) is ingested and a forced retrain tr
         rejects that version, and an analyst's text-only model on the same snapshot too; guard_champion
         checks the champion.
 
-Days are simulated with logical dates ending today; scoring stamps its predictions with the day it stands
-for, so each day's drift check sees that day's scoring. Everything runs in the real services of ``stack``.
+Days are simulated with logical dates ending yesterday (none may lie in the future); scoring stamps its
+predictions with the day it stands for, so each day's drift check sees that day's scoring. Everything runs in the real services of ``stack``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ class LifeCycle:
         self.platform = Platform.from_env()
         self.client = AirflowClient(stack.airflow_url)
         self.timeline = Timeline()
-        self.first_day = (today or datetime.now(UTC).date()) - timedelta(days=DAYS - 1)
+        # The week ends yesterday: Airflow does not start a run whose logical date is still to come, and the
+        # last day's runs are due up to 07:15, so a week ending today would wait for the clock before then.
+        self.first_day = (today or datetime.now(UTC).date()) - timedelta(days=DAYS)
         self.batches: list[CatalogueSpec] = []
         self.recorded: set[str] = set()
 

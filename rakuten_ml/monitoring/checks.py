@@ -47,6 +47,8 @@ from rakuten_ml.monitoring import (
 from rakuten_ml.monitoring import statistics as st
 from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer, image_statistics
 from rakuten_ml.platform import Platform
+from rakuten_ml.registry.client import mlflow_client
+from rakuten_ml.registry.contract import ACCURACY_TAG, EVALUATION_REPORT, SNAPSHOT_TAG
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import drift_checks, feedback, prediction_log, predictions, upsert
 from rakuten_ml.storage.object_store import ObjectNotFoundError, ObjectStore
@@ -424,10 +426,9 @@ def _json_default(value: object) -> object:
 
 def resolve_reference(settings: Settings, model_version: str) -> ModelReference:
     """Training snapshot, validation accuracy and validation class distribution of a registered version."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     name = settings.registered_model_name
     try:
         version = client.get_model_version(name, model_version)
@@ -436,14 +437,14 @@ def resolve_reference(settings: Settings, model_version: str) -> ModelReference:
             f"cannot read {name!r} version {model_version} at {settings.mlflow_tracking_uri}: {exc.message}; "
             "pass the reference snapshot and baseline accuracy explicitly to check without the registry"
         ) from exc
-    snapshot_id = version.tags.get("snapshot_id")
+    snapshot_id = version.tags.get(SNAPSHOT_TAG)
     if not snapshot_id:
         raise ModelLoadError(f"{name!r} version {model_version} has no snapshot_id tag: its training data is unknown")
-    accuracy = version.tags.get("metric.accuracy")
+    accuracy = version.tags.get(ACCURACY_TAG)
     counts = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(version.run_id, "evaluation/report.json", tmp)
+            path = client.download_artifacts(version.run_id, EVALUATION_REPORT, tmp)
             report = json.loads(Path(path).read_text())
         confusion = np.asarray(report["confusion"], dtype=float)
         by_code = dict(zip((int(c) for c in report["codes"]), confusion.sum(axis=0), strict=True))

@@ -43,17 +43,16 @@ from rakuten_ml.errors import DatabaseError, PromotionConflictError, RegistryErr
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.audit import Action, Actor, PromotionEvent, record_event
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
+from rakuten_ml.registry.client import mlflow_client
+from rakuten_ml.registry.contract import LAST_MOVE_TAG, PREVIOUS_CHAMPION, PROMOTION_TAG_PREFIX
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, promotion_events, upsert
 from rakuten_ml.storage.database import promotion_lock as lock_table
 
 log = logging.getLogger(__name__)
 
-PREVIOUS_CHAMPION = "previous-champion"
 ALIASES: tuple[str, ...] = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
-TAG_PREFIX = "promotion."
-# Registered-model tag: the write-ahead record of the last alias move (see the module docstring, point 5).
-LAST_MOVE_TAG = TAG_PREFIX + "last_move"
+TAG_PREFIX = PROMOTION_TAG_PREFIX  # version tags of the alias moves; LAST_MOVE_TAG is the write-ahead record (point 5)
 MOVING, RESTORED, ROLLED_BACK, COMPLETED = "moving", "restored", "rolled_back", "completed"
 
 T = TypeVar("T")
@@ -99,11 +98,9 @@ class ModelRegistry:
     """The few MLflow registry calls promotion needs; every MLflow failure becomes :class:`RegistryError`."""
 
     def __init__(self, settings: Settings) -> None:
-        from mlflow import MlflowClient
-
         self.name = settings.registered_model_name
         self.uri = settings.mlflow_tracking_uri
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client = mlflow_client(settings)
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         import requests

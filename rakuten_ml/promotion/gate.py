@@ -24,13 +24,14 @@ from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor, PromotionEvent, record
+from rakuten_ml.registry.contract import EVALUATION_PRODUCTIDS, GATE_VERDICT_TAG, LAST_ACTION_TAG
 
 if TYPE_CHECKING:  # sklearn is only needed when the gate actually scores (keeps the CLI quick)
     from rakuten_ml.evaluation.metrics import EvaluationReport
 
 log = logging.getLogger(__name__)
 
-EVAL_PRODUCTIDS_ARTIFACT = "evaluation/eval_productids.json"  # written by training.train
+EVAL_PRODUCTIDS_ARTIFACT = EVALUATION_PRODUCTIDS  # written by training.train
 # What determines a model: the run params training.train logs (snapshot, modalities, split, fusion and
 # model params) and these version tags (the code); not run ids, timings, the DAG run or the trigger reason.
 FINGERPRINT_TAGS = ("git_commit",)
@@ -190,7 +191,7 @@ def _audit_and_tag(platform: Platform, registry: ModelRegistry, event: Promotion
     record(platform.engine, event)
     registry.set_tags(
         str(event.to_version),
-        {**tags, "gate.reason": event.reason[:4900], aliases.TAG_PREFIX + "last_action": event.action},  # tags cap at 5000 chars
+        {**tags, "gate.reason": event.reason[:4900], LAST_ACTION_TAG: event.action},  # tags cap at 5000 chars
     )
 
 
@@ -202,7 +203,7 @@ def _record_verdict(
     report = verdict.as_dict() | {"candidate": candidate, "champion": champion, "evaluation_set": eval_set}
     # one HTTP call per version tag: the headline numbers here, all of them as run metrics below
     tags: Mapping[str, object] = {
-        "gate.verdict": "pass" if verdict.passed else "fail",
+        GATE_VERDICT_TAG: "pass" if verdict.passed else "fail",
         "gate.champion_version": champion,
         "gate.f1_weighted": f"{verdict.candidate_f1:.6f}",
         "gate.champion_f1_weighted": f"{verdict.champion_f1:.6f}",
@@ -255,7 +256,7 @@ def _skip_if_identical(platform: Platform, registry: ModelRegistry, candidate: s
     metrics = {"identical_to": version, "role": role, "training": fingerprint}  # the audit keeps what matched
     _audit_and_tag(
         platform, registry, PromotionEvent(registry.name, "gate_skip", actor, reason, version, candidate, metrics),
-        {"gate.verdict": "identical", "gate.identical_to": version},
+        {GATE_VERDICT_TAG: "identical", "gate.identical_to": version},
     )
     return GateOutcome(candidate, state.champion, "identical", None, None, reason)
 

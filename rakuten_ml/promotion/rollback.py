@@ -26,10 +26,11 @@ from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_evaluation import correct_count, labelled_predictions
 from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry
 from rakuten_ml.promotion.audit import Actor
+from rakuten_ml.registry.contract import ACCURACY_TAG
 
 log = logging.getLogger(__name__)
 
-BASELINE_TAG = "metric.accuracy"  # written on every version by registry.model_registry
+BASELINE_TAG = ACCURACY_TAG  # written on every version by registry.model_registry
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+from rakuten_ml.registry.contract import CHALLENGER, CHAMPION
 
 
 def bucket(productid: int | str, salt: str) -> float:

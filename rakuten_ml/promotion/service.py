@@ -10,11 +10,21 @@ from rakuten_ml.promotion import audit
 from rakuten_ml.promotion.aliases import ALIASES, ModelRegistry
 from rakuten_ml.promotion.audit import Actor, PromotionEvent
 from rakuten_ml.promotion.gate import GateOutcome, run_gate
+from rakuten_ml.registry.contract import (
+    ACCURACY_TAG,
+    DAG_RUN_TAG,
+    F1_TAG,
+    GATE_VERDICT_TAG,
+    GIT_COMMIT_TAG,
+    LAST_ACTION_TAG,
+    METRIC_TAG_PREFIX,
+    SNAPSHOT_TAG,
+)
 
 log = logging.getLogger(__name__)
 
 # Version tags shown by `registry status` and copied into the `register` audit event.
-SUMMARY_TAGS = ("snapshot_id", "dag_run_id", "git_commit", "metric.accuracy", "metric.f1_weighted", "gate.verdict", "promotion.last_action")
+SUMMARY_TAGS = (SNAPSHOT_TAG, DAG_RUN_TAG, GIT_COMMIT_TAG, ACCURACY_TAG, F1_TAG, GATE_VERDICT_TAG, LAST_ACTION_TAG)
 
 
 def onboard_version(platform: Platform, version: str, *, actor: Actor, registry: ModelRegistry | None = None) -> GateOutcome:
@@ -23,7 +33,7 @@ def onboard_version(platform: Platform, version: str, *, actor: Actor, registry:
     version = str(version)
     info = registry.version(version)
     if audit.last_event(platform.engine, registry.name, "register", version) is None:
-        tags = {k: v for k, v in info.tags.items() if k in SUMMARY_TAGS or k.startswith("metric.")}
+        tags = {k: v for k, v in info.tags.items() if k in SUMMARY_TAGS or k.startswith(METRIC_TAG_PREFIX)}
         reason = f"registered from run {info.run_id} (snapshot {info.tags.get('snapshot_id', '?')})"
         audit.record(platform.engine, PromotionEvent(registry.name, "register", actor, reason, None, version, tags))
     return run_gate(platform, version, actor=actor, registry=registry)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from rakuten_ml.errors import RegistryError
 from rakuten_ml.models.fusion import FusedClassifier
+from rakuten_ml.registry.contract import metric_tag
 from rakuten_ml.registry.pyfunc_model import CLASSIFIER_ARTIFACT, RakutenClassifierPyfunc
 from rakuten_ml.settings import Settings
 
@@ -91,7 +92,7 @@ def log_and_register(
                 pip_requirements=PIP_REQUIREMENTS,
                 metadata={"modalities": classifier.modalities, "label_codes": list(classifier.mapping.codes)},
             )
-    version_tags = {**tags, **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items() if v is not None and np.isfinite(v)}}
+    version_tags = {**tags, **{metric_tag(k): f"{v:.6f}" for k, v in metrics.items() if v is not None and np.isfinite(v)}}
     with mlflow_errors(settings, f"registering the model of training run {run.info.run_id} as {settings.registered_model_name!r}",
                        then=RERUN_TRAINING + "; `rakuten-ml registry status` shows whether this attempt's version was created"):
         registered = mlflow.register_model(info.model_uri, settings.registered_model_name, tags=version_tags)

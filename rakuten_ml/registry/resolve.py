@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rakuten_ml.errors import ModelLoadError, NoModelYetError
+from rakuten_ml.registry.client import mlflow_client
+from rakuten_ml.registry.contract import CHAMPION
 from rakuten_ml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,12 +25,11 @@ class ResolvedModel:
         return f"models:/{self.name}/{self.version}"
 
 
-def resolve_model(settings: Settings, *, version: str | None = None, alias: str | None = "champion") -> ResolvedModel:
+def resolve_model(settings: Settings, *, version: str | None = None, alias: str | None = CHAMPION) -> ResolvedModel:
     """Pin an alias (or 'latest') to a concrete version once, so a whole job uses one model."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     name = settings.registered_model_name
     try:
         if version:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,13 +27,14 @@ from rakuten_ml.errors import DatabaseError, ModelLoadError, ObjectStoreError, S
 from rakuten_ml.models.fusion import fuse_probabilities
 from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
+from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
 from rakuten_ml.scoring.device import halve_batch_size, onnx_export_cache, tune_image_model
 from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
 from rakuten_ml.scoring.metrics import textfile_path, write_textfile
 from rakuten_ml.scoring.partitions import Partition, plan_partitions, split_partitions
-from rakuten_ml.storage.database import predictions as predictions_table
 from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, scoring_partitions, scoring_runs, upsert
+from rakuten_ml.storage.database import predictions as predictions_table
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,10 @@ COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "c
 DONE, RUNNING, FAILED = "done", "running", "failed"
 # What MLflow answers for an alias that is not set (SQL store, REST server): no A/B test is running.
 NO_SUCH_ALIAS = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
-_MODEL_CACHE: dict[str, Any] = {}  # one load per worker process and version, not per partition
+# One load per worker process and version, not per partition; bounded, since a long-lived Celery worker
+# sees every version the registry ever promotes: champion and challenger, the two an A/B run needs.
+_MODEL_CACHE: OrderedDict[str, Any] = OrderedDict()
+MODEL_CACHE_SIZE = 2
 _SNAPSHOT_CACHE: dict[tuple[str, str], pd.DataFrame] = {}  # snapshots are immutable: read once per process
 
 
@@ -127,14 +132,13 @@ class ScoreResult:
 
 def resolve_run_models(platform: Platform, *, version: str | None = None) -> RunModels:
     """Champion (or a pinned version) plus the challenger alias when an A/B test is running."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     settings = platform.settings
     champion = resolve_model(settings, version=version)
     challenger = None
     if version is None and settings.ab_challenger_share > 0:
-        client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+        client = mlflow_client(settings)
         try:
             found = client.get_model_version_by_alias(settings.registered_model_name, CHALLENGER)
             if str(found.version) != champion.version:
@@ -160,6 +164,10 @@ def _classifier(platform: Platform, model: ResolvedModel) -> Any:
                          cpu_bf16=settings.vision_cpu_bf16, cpu_runtime=settings.vision_cpu_runtime,
                          cpu_int8=settings.vision_cpu_int8, onnx_cache=onnx_export_cache(settings))
         _MODEL_CACHE[key] = classifier
+        while len(_MODEL_CACHE) > MODEL_CACHE_SIZE:
+            evicted, _ = _MODEL_CACHE.popitem(last=False)
+            log.info("model cache full: unloaded %s", evicted.split("|")[1])
+    _MODEL_CACHE.move_to_end(key)
     return _MODEL_CACHE[key]
 
 

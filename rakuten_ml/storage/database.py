@@ -383,7 +383,7 @@ def _copy_upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[st
         else "DO NOTHING"
     )
     conn.exec_driver_sql(
-        f"INSERT INTO {quote(table.name)} ({column_list}) SELECT {column_list} FROM {staging} "
+        f"INSERT INTO {quote(table.name)} ({column_list}) SELECT {column_list} FROM {staging} "  # noqa: S608 - quoted identifiers
         f"ON CONFLICT ({conflict}) {action}"
     )
     conn.exec_driver_sql(f"DROP TABLE {staging}")  # a second upsert in the same transaction recreates it

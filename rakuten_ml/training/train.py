@@ -29,6 +29,17 @@ from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.fusion import FusedClassifier, fuse_probabilities
 from rakuten_ml.models.fusion_tuning import search_image_weight
 from rakuten_ml.platform import Platform
+from rakuten_ml.registry.contract import (
+    CONFUSION_FIGURE,
+    DAG_RUN_TAG,
+    EVALUATION_MARKDOWN,
+    EVALUATION_PRODUCTIDS,
+    EVALUATION_REPORT,
+    GIT_COMMIT_TAG,
+    RELIABILITY_FIGURE,
+    SNAPSHOT_TAG,
+    TRIGGER_REASON_TAG,
+)
 from rakuten_ml.registry.model_registry import RERUN_TRAINING, log_and_register, mlflow_errors
 from rakuten_ml.registry.tracking import configure_mlflow, git_commit
 from rakuten_ml.settings import Settings
@@ -207,10 +218,10 @@ def train_and_register(
 
     configure_mlflow(settings)
     tags = {
-        "snapshot_id": snapshot_id,
-        "git_commit": git_commit(),
-        "dag_run_id": dag_run_id or "",
-        "trigger_reason": reason,
+        SNAPSHOT_TAG: snapshot_id,
+        GIT_COMMIT_TAG: git_commit(),
+        DAG_RUN_TAG: dag_run_id or "",
+        TRIGGER_REASON_TAG: reason,
         "modalities": ",".join(modalities),
     }
     params: dict[str, Any] = {
@@ -242,14 +253,14 @@ def train_and_register(
             metrics=metrics,
             tags=tags,
             json_artifacts={
-                "evaluation/report.json": report.to_dict() | {"fusion_weight_scores": {str(k): v for k, v in fusion_scores.items()}, "robustness": robustness},
-                "evaluation/eval_productids.json": {"snapshot_id": snapshot_id, "productids": evaluation["productid"].astype(int).tolist()},
+                EVALUATION_REPORT: report.to_dict() | {"fusion_weight_scores": {str(k): v for k, v in fusion_scores.items()}, "robustness": robustness},
+                EVALUATION_PRODUCTIDS: {"snapshot_id": snapshot_id, "productids": evaluation["productid"].astype(int).tolist()},
                 "label_mapping.json": {"codes": list(DEFAULT_MAPPING.codes)},
             },
-            text_artifacts={"evaluation/report.md": markdown_report(report, title=f"Evaluation of {settings.registered_model_name} on {snapshot_id}", context=context, modality_reports=by_modality, robustness=robustness)},
+            text_artifacts={EVALUATION_MARKDOWN: markdown_report(report, title=f"Evaluation of {settings.registered_model_name} on {snapshot_id}", context=context, modality_reports=by_modality, robustness=robustness)},
             figures={
-                "evaluation/confusion_matrix.png": confusion_matrix_figure(report.confusion, DEFAULT_MAPPING.codes),
-                "evaluation/reliability.png": reliability_figure(proba, DEFAULT_MAPPING.encode(y_eval)),
+                CONFUSION_FIGURE: confusion_matrix_figure(report.confusion, DEFAULT_MAPPING.codes),
+                RELIABILITY_FIGURE: reliability_figure(proba, DEFAULT_MAPPING.encode(y_eval)),
             },
         )
     except BaseException:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import xgboost
 from torch import nn
 from torch.utils.data import TensorDataset
-import xgboost
 from xgboost import XGBClassifier
 
 from rakuten_ml.cpus import available_cpus

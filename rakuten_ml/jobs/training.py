@@ -1,0 +1,20 @@
+"""Job of ``train_text_model``: a text-only model on a snapshot, registered for the gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rakuten_ml.jobs.context import JobContext, WithEvents
+from rakuten_ml.orchestration import MODEL_ASSET_URI
+from rakuten_ml.platform import Platform
+
+
+def train_text(ctx: JobContext) -> WithEvents:
+    from rakuten_ml.training.train import train_and_register
+
+    result = train_and_register(
+        Platform.from_env(), snapshot_id=ctx.param("snapshot_id"), modalities=("text",), dag_run_id=ctx.run_id,
+        reason=ctx.param("reason", "manual"),
+    )
+    summary: dict[str, Any] = result.summary()
+    return WithEvents(summary, {MODEL_ASSET_URI: {"model_version": summary.get("model_version"), "reason": ctx.param("reason", "manual")}})
