@@ -29,15 +29,17 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL of the platform database.")
     object_store_url: str = Field(default="", description="s3://bucket/prefix or a local folder path.")
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (MinIO, moto); None = AWS.")
-    s3_region: str = "us-east-1"
+    s3_region: str = Field(default="us-east-1", description="Region of the S3 client (MinIO and moto accept any).")
     mlflow_tracking_uri: str = Field(default="", description="MLflow tracking URI (server URL or sqlite:///...).")
-    mlflow_experiment: str = "rakuten-product-classifier"
-    registered_model_name: str = "rakuten-product-classifier"
+    mlflow_experiment: str = Field(default="rakuten-product-classifier", description="MLflow experiment of the training runs.")
+    registered_model_name: str = Field(
+        default="rakuten-product-classifier", description="Registered model whose aliases champion/challenger the platform moves.",
+    )
 
     catalogue_prefix: str = Field(default="raw/catalogue", description="Where raw catalogue files live in the store.")
-    x_file: str = "X_train_update.csv"
-    y_file: str = "Y_train_CVw08PX.csv"
-    image_folder: str = "image_train"
+    x_file: str = Field(default="X_train_update.csv", description="Product file of the catalogue (the challenge's name).")
+    y_file: str = Field(default="Y_train_CVw08PX.csv", description="Label file beside it, joined on the CSV index.")
+    image_folder: str = Field(default="image_train", description="Folder of `image_<imageid>_product_<productid>.jpg` photos.")
     labelled_products_table: str = Field(
         default="labelled_products", description="PostgreSQL table of human-labelled products ('' disables it)."
     )
@@ -64,7 +66,7 @@ class Settings(BaseSettings):
         "refused, naming its first bad lines, since it was exported in another encoding (cp1252, latin-1).",
     )
 
-    random_seed: int = 42
+    random_seed: int = Field(default=42, description="Seed of the split, the models and the generator (the seed report's 42).")
     vision_profile: Literal["tiny", "full"] = Field(
         default="full", description="full: EfficientNet-B0 + ViT-S + ResNet-50 at 224 px; tiny: CPU-minutes profile (demo, tests)."
     )
@@ -79,18 +81,18 @@ class Settings(BaseSettings):
     vision_cpu_bf16: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="bfloat16 autocast for the vision backbones on CPU (CUDA always uses fp16): auto = where the "
-        "CPU runs bf16 natively (AVX-512 BF16, AMX), about 2x faster; off = fp32.",
+        "CPU runs bf16 natively (AVX-512 BF16, AMX; speed-ups in benchmarks/RESULTS.md); off = fp32.",
     )
     vision_cpu_runtime: Literal["auto", "torch", "onnxruntime"] = Field(
         default="auto",
         description="Inference runtime of the vision networks on CPU: auto = ONNX Runtime for each network it makes "
-        "at least 1.1x faster at the batch size in use, timed at load (2.5-4x for single 64 px photos, 0.7-2.7x "
-        "for batches, depending on the CPU); torch = eager PyTorch; onnxruntime = ONNX Runtime wherever the export is exact.",
+        "at least 1.1x faster at the batch size in use, timed at load (measured gains: benchmarks/RESULTS.md); "
+        "torch = eager PyTorch; onnxruntime = ONNX Runtime wherever the export is exact.",
     )
     vision_cpu_int8: Literal["off", "on"] = Field(
         default="off",
         description="on = run the vision networks in int8 on CPU (ONNX Runtime static quantization calibrated on "
-        "labelled validation photos kept with the model; ResNets about 3x faster on VNNI CPUs), each only where "
+        "labelled validation photos kept with the model; measured gains in benchmarks/RESULTS.md), each only where "
         "its member's accuracy on other held-out labelled photos stays within 2 points of fp32's. Needs a model "
         "trained by this version.",
     )
@@ -111,7 +113,7 @@ class Settings(BaseSettings):
     fusion_tune_share: float = Field(
         default=0.1, gt=0.0, lt=0.5, description="Share of the training rows held out to early-stop vision and pick fusion weights."
     )
-    validation_share: float = Field(default=0.2, gt=0.0, lt=0.5)
+    validation_share: float = Field(default=0.2, gt=0.0, lt=0.5, description="Stratified held-out share for validation and the gate.")
     confidence_threshold: float = Field(default=0.80, ge=0.0, le=1.0, description="Seed: auto vs review.")
     image_weight: float = Field(default=0.6, ge=0.0, le=1.0, description="Late fusion weight of the image model.")
 
@@ -153,7 +155,9 @@ class Settings(BaseSettings):
         description="A day drifts when more than this share of features has p < alpha (multiple-testing control; "
         "0.3 of ~13 features = 4, while no drift rarely gives 3).",
     )
-    drift_multiple_testing: Literal["share", "bonferroni"] = "share"
+    drift_multiple_testing: Literal["share", "bonferroni"] = Field(
+        default="share", description="How the per-feature KS tests make a day's verdict: a share of drifted features, or Bonferroni.",
+    )
     drift_consecutive_days: int = Field(default=3, ge=1, description="Seed: data-drift ALERT after 3 consecutive drifted days.")
     drift_window_days: int = Field(default=1, ge=1, description="Days of scored products each daily data/prediction check sees.")
     drift_min_rows: int = Field(default=100, ge=1, description="Fewer rows than this in a window: no verdict, not an alert.")
@@ -179,7 +183,7 @@ class Settings(BaseSettings):
         default="", description="Prometheus textfile each finished scoring run rewrites ('' = $HOME/metrics/rakuten_scoring.prom)."
     )
 
-    api_admin_token: SecretStr | None = None
+    api_admin_token: SecretStr | None = Field(default=None, description="Bearer token of the serving admin routes; unset = those routes answer 503.")
 
     # Online serving (serving/): one process re-reads the aliases itself, so a promotion needs no restart.
     serving_poll_interval_s: float = Field(default=30.0, gt=0.0, description="How often serving re-reads the champion/challenger aliases.")
@@ -202,9 +206,9 @@ class Settings(BaseSettings):
     )
     serving_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of `rakuten-ml serve`.")
     serving_cache_enabled: bool = Field(default=False, description="Cache predictions in Redis by (model version, input hash).")
-    serving_redis_url: str = "redis://127.0.0.1:6379/0"
+    serving_redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis of the prediction cache.")
     serving_cache_ttl_s: int = Field(default=86_400, ge=1, description="A cached prediction expires after this many seconds.")
-    serving_cache_prefix: str = Field(default="rakuten:pred", min_length=1)
+    serving_cache_prefix: str = Field(default="rakuten:pred", min_length=1, description="Key prefix of cached predictions in Redis.")
     serving_log_batch_size: int = Field(default=200, ge=1, description="prediction_log rows written per INSERT.")
     serving_log_flush_s: float = Field(default=2.0, gt=0.0, description="Longest a logged prediction waits before its INSERT.")
 

@@ -114,7 +114,7 @@ def _word_counts(docs: Sequence[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
 
 
 class CharWbTfidfVectorizer(TransformerMixin, BaseEstimator):
-    """Same output as ``TfidfVectorizer(analyzer="char_wb", ...)``, about 10x faster.
+    """Same output as ``TfidfVectorizer(analyzer="char_wb", ...)``, much faster (``benchmarks/RESULTS.md``).
 
     char_wb n-grams never cross a word boundary, so a document's n-gram counts are the sum of
     its words' counts. N-grams are therefore extracted once per distinct word (a few hundred

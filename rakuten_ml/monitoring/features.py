@@ -128,7 +128,7 @@ def image_statistics(images: Sequence[bytes | None]) -> pd.DataFrame:
             continue
         try:
             with Image.open(io.BytesIO(data)) as image:
-                image.draft("RGB", IMAGE_THUMBNAIL)  # JPEG: decode at 1/8 scale, ~10x faster
+                image.draft("RGB", IMAGE_THUMBNAIL)  # JPEG: decode at 1/8 scale, a fraction of the cost
                 pixels = np.asarray(image.convert("RGB").resize(IMAGE_THUMBNAIL), dtype=float) / 255.0
         except (UnidentifiedImageError, OSError):
             continue

@@ -41,7 +41,7 @@ def cpu_has_native_bf16() -> bool:
     """Whether the CPU has bfloat16 instructions (AVX-512 BF16 or AMX).
 
     oneDNN also *accepts* bf16 on plain AVX-512 (``mkldnn._is_mkldnn_bf16_supported()`` is true there),
-    but emulates it: on such a CPU bf16 backbones ran 1.8x slower than fp32, so that is no test.
+    but emulates it: on such a CPU bf16 backbones run slower than fp32, so that is no test.
     """
     if not torch.backends.mkldnn.is_available():
         return False

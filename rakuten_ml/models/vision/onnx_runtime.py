@@ -3,14 +3,13 @@ checked against itself, and kept only where it is faster on this machine; option
 
 Eager PyTorch dispatches every operator from Python. At the batch sizes of online serving (one to
 eight photos) that overhead is much of a forward pass, and ONNX Runtime's fused kernels run the same
-small networks 2.5-4x faster at 64 px. On batches the gap narrows to 0.7-2.7x depending on the CPU,
-and torch's bf16 autocast wins on CPUs with native bf16 (``benchmarks/RESULTS.md``, section
-``cpu_runtimes``). So each network is timed against its session at the batch size it will see, and
+small networks faster. On batches the gap narrows or reverses depending on the CPU, and torch's bf16
+autocast wins on CPUs with native bf16 (figures: ``benchmarks/RESULTS.md``, section ``cpu_runtimes``). So each network is timed against its session at the batch size it will see, and
 the session is kept only where it is at least :data:`MIN_SPEEDUP` times faster.
 
 int8 (``RAKUTEN_VISION_CPU_INT8=on``): static quantization, weights per channel and activations
 calibrated on labelled validation photos stored with the model. The CPU's VNNI instructions then run
-ResNets about 3x faster than fp32. x86 CPUs without VNNI saturate 8-bit products, so their weights
+ResNets several times faster than fp32 (``benchmarks/RESULTS.md``). x86 CPUs without VNNI saturate 8-bit products, so their weights
 get 7 bits (:func:`rakuten_ml.cpus.int8_needs_reduced_range`). The caller's ``int8_check`` decides whether the quantized network
 is still accurate enough on other held-out photos (``VisionEnsemble`` allows 2 points of accuracy);
 where it is not, the exact fp32 session is used.
@@ -73,7 +72,7 @@ class OnnxNetwork(nn.Module):
         options.inter_op_num_threads = 1
         # No spinning: by default a session's threads spin on the cores after each run, while the
         # ensemble's next session, its torch heads or the decoding threads need them. With two threads
-        # that made a micro-batch of four photos 2.6x slower (``benchmarks/RESULTS.md``, cpu_runtimes).
+        # that made a micro-batch of four photos slower (``benchmarks/RESULTS.md``, cpu_runtimes).
         options.add_session_config_entry(SPINNING_KEY, "0")
         self.session = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
         self.threads = max(1, threads)
@@ -94,7 +93,7 @@ def export_onnx(network: nn.Module, image_size: int) -> bytes:
         program = torch.onnx.export(
             network, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), verbose=False,
-            optimize=True,  # folds BatchNorm into the convolutions and drops shape arithmetic: 2.5-4.5x faster
+            optimize=True,  # folds BatchNorm into the convolutions and drops shape arithmetic: much faster
         )
     return program.model_proto.SerializeToString()
 

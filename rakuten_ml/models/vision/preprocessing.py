@@ -77,7 +77,7 @@ def content_box(
 ) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) of the non-white content plus a margin, or ``None`` when all is white."""
     red, green, blue = image.convert("RGB").split()
-    # Per-pixel darkest channel in C; numpy's min over a length-3 last axis is ~10x slower.
+    # Per-pixel darkest channel in C; numpy's min over a length-3 last axis is much slower.
     darkest = ImageChops.darker(ImageChops.darker(red, green), blue)
     content = np.asarray(darkest) < threshold
     height, width = content.shape
