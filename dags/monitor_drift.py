@@ -16,7 +16,7 @@ DOC = """
 
 Seed report 7.5.1, per model version (the one that made most of the window's predictions):
 - **data drift**: KS tests of text lengths, missing description, TF-IDF/SVD components and image
-  statistics against the training snapshot; a day drifts when > `RAKUTEN_DRIFT_FEATURE_SHARE` of the
+  statistics against the training snapshot; a day drifts when >= `RAKUTEN_DRIFT_FEATURE_SHARE` of the
   features have p < 0.05, and the alert fires after **3 consecutive** drifted days;
 - **prediction drift**: KL(predicted classes || validation predictions) > 0.1, Laplace-smoothed;
 - **confidence drift**: mean confidence over 7 days < 0.75;

@@ -152,8 +152,8 @@ class Settings(BaseSettings):
     drift_ks_p_value: float = Field(default=0.05, gt=0.0, lt=1.0, description="Seed: a feature drifts when its KS p < 0.05.")
     drift_feature_share: float = Field(
         default=0.3, ge=0.0, lt=1.0,
-        description="A day drifts when more than this share of features has p < alpha (multiple-testing control; "
-        "0.3 of ~13 features = 4, while no drift rarely gives 3).",
+        description="A day drifts when at least this share of features has p < alpha, evidently's drift_share rule "
+        "(multiple-testing control: 0.3 of ~13 features = 4, while no drift rarely gives 3).",
     )
     drift_multiple_testing: Literal["share", "bonferroni"] = Field(
         default="share", description="How the per-feature KS tests make a day's verdict: a share of drifted features, or Bonferroni.",

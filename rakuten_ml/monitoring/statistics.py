@@ -89,8 +89,9 @@ def data_drift_decision(
 ) -> DataDriftDecision:
     """Multiple-testing control over the feature tests of one day.
 
-    ``share``: the day drifts when more than ``share_threshold`` of the tested features have
-    p < alpha (evidently's drift_share rule). ``bonferroni``: when any p < alpha / n_tested.
+    ``share``: the day drifts when at least ``share_threshold`` of the tested features have
+    p < alpha: evidently's drift_share rule, boundary included (``share >= drift_share``), so the
+    stored verdict and the evidently report never disagree on a day exactly at the threshold. ``bonferroni``: when any p < alpha / n_tested.
     """
     tested = [t for t in tests if t.tested]
     n = len(tested)
@@ -102,7 +103,7 @@ def data_drift_decision(
         return DataDriftDecision(bool(drifted), share, n, drifted, threshold, method, min_p)
     drifted = tuple(t.feature for t in tested if t.p_value < alpha)
     share = len(drifted) / n if n else 0.0
-    return DataDriftDecision(n > 0 and share > share_threshold, share, n, drifted, share_threshold, method, min_p)
+    return DataDriftDecision(n > 0 and share >= share_threshold, share, n, drifted, share_threshold, method, min_p)
 
 
 def consecutive_days(drifted_by_day: Mapping[date, bool], today: date) -> int:
