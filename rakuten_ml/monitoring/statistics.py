@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
+import scipy.stats
 from scipy import stats
 
 # Below this many values on either side a KS p-value says more about the sample size than the data.
@@ -141,7 +142,7 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
         raise ValueError(f"distributions differ in length: {p.shape} vs {q.shape}")
     if (p <= 0).any() or (q <= 0).any():
         raise ValueError("KL divergence needs strictly positive probabilities; apply additive smoothing first")
-    return float(np.sum(p * np.log(p / q)))
+    return float(scipy.stats.entropy(p, q))  # relative entropy; it would renormalise p and q, which already sum to 1
 
 
 def prediction_drift(
