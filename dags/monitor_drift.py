@@ -14,7 +14,7 @@ DOC = """
 ### monitor_drift
 **Schedule:** daily at 04:00 UTC, after nightly scoring (02:00): the window is the day before the run.
 
-Seed report 7.5.1, per model version (the one that made most of the window's predictions):
+The production plan's rules (docs/production-plan.md), per model version (the one that made most of the window's predictions):
 - **data drift**: KS tests of text lengths, missing description, TF-IDF/SVD components and image
   statistics against the training snapshot; a day drifts when >= `RAKUTEN_DRIFT_FEATURE_SHARE` of the
   features have p < 0.05, and the alert fires after **3 consecutive** drifted days;

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     rollback_max_p95_latency_ms: float = Field(default=1000.0, gt=0.0, description="Seed: P95 latency < 1 s; above it rolls back.")
     promotion_lock_timeout_s: float = Field(default=60.0, gt=0.0, description="Longest an alias move waits for another one.")
 
-    # Drift monitoring: the seed report's rules (section 7.5.1) with its thresholds as defaults.
+    # Drift monitoring: the production plan's rules with its thresholds as defaults (docs/production-plan.md).
     drift_ks_p_value: float = Field(default=0.05, gt=0.0, lt=1.0, description="Seed: a feature drifts when its KS p < 0.05.")
     drift_feature_share: float = Field(
         default=0.3, ge=0.0, lt=1.0,

@@ -1,4 +1,4 @@
-"""Drift monitoring and the retraining it triggers (seed report, section 7.5).
+"""Drift monitoring and the retraining it triggers (the production plan: docs/production-plan.md).
 
 ``features`` (what is compared) -> ``statistics`` (pure KS/KL/confidence/concept math) -> ``checks``
 (the daily job: load, evaluate, store, decide alerts) -> ``metrics`` (Prometheus) and

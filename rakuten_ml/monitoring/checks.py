@@ -1,6 +1,6 @@
 """The daily drift check: load a window of predictions, run the four seed rules, store and decide alerts.
 
-Seed report 7.5.1, one ``drift_checks`` row per rule per day (plus one per KS feature):
+The production plan's drift rules (docs/production-plan.md), one ``drift_checks`` row per rule per day (plus one per KS feature):
 
 - ``data_drift``: share of drift features with KS p < 0.05; alert when above the threshold 3 days in a row;
 - ``prediction_drift``: KL(predicted classes || reference), Laplace-smoothed; alert when > 0.1;

@@ -1,7 +1,7 @@
 """Pure drift statistics: KS tests, multiple-testing decision, smoothed KL, confidence and concept checks.
 
 No I/O and no clock: every function maps arrays (and thresholds) to a small frozen result, so the
-drift rules of the seed report (section 7.5.1) can be tested exhaustively without a database.
+drift rules of the production plan (docs/production-plan.md) can be tested exhaustively without a database.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Automatic rollback: the champion goes back to ``previous-champion`` when it degrades in production.
 
-Degraded (seed report 7.5.2, "Rollback automatique si accuracy < baseline - 2%"): its rolling
+Degraded (the production plan's rollback rule, accuracy under baseline - 2 points; docs/production-plan.md): its rolling
 accuracy over its last ``rollback_window`` labelled predictions is below its validation
 accuracy (registry tag ``metric.accuracy``) minus ``rollback_tolerance``, or the serving error
 rate / P95 latency given by the caller is over its limit. A degradation always raises an
