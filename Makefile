@@ -26,7 +26,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit -m "not slow" $(PYTEST_ARGS)
 
 benchmarks: setup
 	$(PY) -m benchmarks.run_all

@@ -5,27 +5,23 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
-import requests
 
 from rakuten_ml.settings import Settings
-
-PG_ADMIN_DSN = os.environ.get("RAKUTEN_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import DAGS_FOLDER, REPO_ROOT
+from tests.support.services import PG_ADMIN_DSN, admin_sql, dsn_part, free_port, wait_until_ready
 
 # Airflow reads its configuration on first import: give the tests their own home and DAGs.
 _AIRFLOW_HOME = Path(os.environ.get("RAKUTEN_TEST_AIRFLOW_HOME", "/tmp/rakuten-test-airflow")) / str(os.getpid())
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")  # registers the platform's timetable
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
@@ -35,46 +31,6 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns test output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN_DSN)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
-def _dsn_part(key: str, default: str) -> str:
-    for part in PG_ADMIN_DSN.split():
-        name, _, value = part.partition("=")
-        if name == key:
-            return value
-    return default
-
-
-def wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, *, timeout_s: float) -> None:
-    """Poll ``url`` until it answers 200; fail with the server's log when it exits or times out."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}: {log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"server not ready at {url} in {timeout_s:.0f} s: {log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(autouse=True)
@@ -101,12 +57,12 @@ def pg_server_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, dropped at the end."""
     name = f"rakuten_test_{uuid.uuid4().hex[:10]}"
     try:
-        _admin(f'CREATE DATABASE "{name}"')
+        admin_sql(f'CREATE DATABASE "{name}"')
     except psycopg2.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable with '{PG_ADMIN_DSN}': {exc}. Start it (see .ci/run).")
-    host, port, user = _dsn_part("host", "127.0.0.1"), _dsn_part("port", "5432"), _dsn_part("user", "postgres")
+    host, port, user = dsn_part("host", "127.0.0.1"), dsn_part("port", "5432"), dsn_part("user", "postgres")
     yield f"postgresql+psycopg2://{user}@{host}:{port}/{name}"
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -156,11 +112,11 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
     import boto3
 
     db = f"mlflow_test_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{db}"')
+    admin_sql(f'CREATE DATABASE "{db}"')
     bucket = f"mlflow-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     port = free_port()
-    host, pg_port, user = _dsn_part("host", "127.0.0.1"), _dsn_part("port", "5432"), _dsn_part("user", "postgres")
+    host, pg_port, user = dsn_part("host", "127.0.0.1"), dsn_part("port", "5432"), dsn_part("user", "postgres")
     log_path = tmp_path_factory.mktemp("mlflow") / "server.log"
     env = os.environ | {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
     command = [
@@ -183,4 +139,4 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
-    _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

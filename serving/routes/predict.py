@@ -20,7 +20,7 @@ import pandas as pd
 from fastapi import APIRouter, Request, Response
 
 from rakuten_ml.data.contract import MAX_IMAGE_BYTES
-from rakuten_ml.errors import ObjectNotFoundError
+from rakuten_ml.errors import InvalidObjectKeyError, ObjectNotFoundError, UnreadableObjectError
 from rakuten_ml.labels import CLASS_NAMES
 from rakuten_ml.promotion.routing import assign_variant
 from serving.batcher import BatcherClosedError
@@ -77,7 +77,7 @@ def _store_image(state: ServingState, key: str, position: int) -> bytes:
         data = store.get_bytes(key) if store.info(key).size <= MAX_IMAGE_BYTES else None
     except ObjectNotFoundError:
         raise ApiError(422, "image_not_found", f"{where}: no image {key!r} in the object store") from None
-    except OSError:  # a folder or an unreadable file behind a local-store key
+    except (UnreadableObjectError, InvalidObjectKeyError, OSError):  # a folder, a link loop, a key with '..'
         raise ApiError(422, "image_not_found", f"{where}: {key!r} is not a readable object") from None
     if data is None:
         raise ApiError(422, "image_too_large", f"{where}: object {key!r} is larger than {MAX_IMAGE_BYTES} bytes")

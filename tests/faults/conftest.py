@@ -16,6 +16,7 @@ import pytest
 from rakuten_ml.platform import Platform
 from rakuten_ml.settings import Settings
 from tests.faults.services import FaultProxy, ThrowawayPostgres
+from tests.support.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +55,6 @@ def s3_proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
 
 # --- fixtures of the command-level fault tests (test_service_outages, test_killed_and_concurrent) ---
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # A snapshot of this many products scored in partitions of PARTITION_SIZE: three partitions of ~533, each above
 # the COPY threshold of storage.database (the production write path), trained on once per session.
 SCORING_ROWS = 1600
@@ -101,7 +101,7 @@ def python_process(code: str, *args: str, env: dict[str, str], log_path: Path) -
 def _scoring_setup(throwaway_postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory) -> ScoringSetup:
     from rakuten_ml.data.snapshot import load_products
     from rakuten_ml.training.train import train_and_register
-    from tests.test_training import build_platform
+    from tests.support.platforms import build_platform
 
     if not throwaway_postgres.running:
         throwaway_postgres.start()
@@ -165,7 +165,7 @@ class MlflowProcess:
     database on the shared PostgreSQL (never stopped) and its artifacts a local folder, so its state survives."""
 
     def __init__(self, backend_uri: str, root: Path) -> None:
-        from tests.conftest import free_port
+        from tests.support.services import free_port
 
         self.backend_uri = backend_uri
         self.root = root
@@ -178,7 +178,7 @@ class MlflowProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from tests.conftest import wait_until_ready
+        from tests.support.services import wait_until_ready
 
         self.starts += 1
         log_path = self.root / f"server-{self.starts}.log"
@@ -203,15 +203,15 @@ class MlflowProcess:
 
 @pytest.fixture
 def restartable_mlflow(tmp_path_factory: pytest.TempPathFactory, mlflow_globals: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowProcess]:
-    from tests.conftest import _admin, _dsn_part
+    from tests.support.services import admin_sql, dsn_part
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     db = f"mlflow_faults_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{db}"')
-    host, port, user = _dsn_part("host", "127.0.0.1"), _dsn_part("port", "5432"), _dsn_part("user", "postgres")
+    admin_sql(f'CREATE DATABASE "{db}"')
+    host, port, user = dsn_part("host", "127.0.0.1"), dsn_part("port", "5432"), dsn_part("user", "postgres")
     server = MlflowProcess(f"postgresql+psycopg2://{user}@{host}:{port}/{db}", tmp_path_factory.mktemp("mlflow-restartable"))
     server.start()
     yield server
     server.kill()
-    _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    admin_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

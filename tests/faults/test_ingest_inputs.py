@@ -21,8 +21,7 @@ from rakuten_ml.errors import SourceError
 from rakuten_ml.storage.database import count_rows, ingest_runs, init_db, make_engine, quarantined_rows
 from rakuten_ml.storage.object_store import LocalObjectStore
 from tests.faults.figures import record_figures
-from tests.handmade import good_rows, jpeg_bytes, png_bytes, write_catalogue
-from tests.test_ingest import _png_header
+from tests.support.catalogues import good_rows, jpeg_bytes, png_bytes, png_header, write_catalogue
 
 pytestmark = pytest.mark.faults
 
@@ -124,7 +123,7 @@ CASES: dict[str, Case] = {
     "png_named_jpg": Case(_set(20, _image=png_bytes(64, 64)), {}),
     "missing_image": Case(_set(21, _image="missing"), {"missing_image": 1}),
     "oversized_png": Case(_set(22, _image=png_bytes(9400, 9400)), {"image_too_large": 1}),
-    "decompression_bomb": Case(_set(23, _image=_png_header(30_000, 30_000)), {"image_too_large": 1}),
+    "decompression_bomb": Case(_set(23, _image=png_header(30_000, 30_000)), {"image_too_large": 1}),
     "folder_named_jpg": Case(_image(24, lambda path: path.mkdir(parents=True)), {"unreadable_image": 1}),
     "symlink_loop": Case(_image(25, _symlink_loop), {"unreadable_image": 1}),
 }

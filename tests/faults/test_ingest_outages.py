@@ -15,7 +15,7 @@ from rakuten_ml.errors import DatabaseError, ObjectStoreError, SnapshotNotFoundE
 from rakuten_ml.storage.database import dataset_snapshots, ingest_runs, init_db, make_engine, quarantined_rows
 from rakuten_ml.storage.object_store import LocalObjectStore, S3ObjectStore
 from tests.faults.figures import record_figures
-from tests.handmade import good_rows, write_catalogue
+from tests.support.catalogues import good_rows, write_catalogue
 
 pytestmark = pytest.mark.faults
 

@@ -35,7 +35,7 @@ from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import predictions, retrain_requests, scoring_partitions, scoring_runs
 from tests.faults.conftest import PARTITION_SIZE, REPO_ROOT, python_process, subprocess_env
 from tests.faults.figures import record_figures
-from tests.test_promotion_registry import events, register_versions
+from tests.support.promotion import events, register_versions
 
 pytestmark = pytest.mark.faults
 

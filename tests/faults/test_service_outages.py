@@ -34,8 +34,8 @@ from rakuten_ml.training.train import train_and_register
 from tests.faults.conftest import PARTITION_SIZE, ScoringSetup
 from tests.faults.figures import record_figures
 from tests.faults.services import FaultProxy
-from tests.test_promotion_registry import events, register_versions, set_state
-from tests.test_training import build_platform
+from tests.support.platforms import build_platform
+from tests.support.promotion import events, register_versions, set_state
 
 pytestmark = pytest.mark.faults
 

@@ -52,10 +52,12 @@ import sqlalchemy as sa
 from rakuten_ml.data.contract import MAX_IMAGE_BYTES
 from rakuten_ml.labels import CLASS_CODES
 from rakuten_ml.storage.database import count_rows, feedback, prediction_log
-from tests.conftest import REPO_ROOT, free_port, wait_until_ready
 from tests.faults.figures import record_figures
 from tests.faults.services import ThrowawayPostgres
-from tests.test_serving_support import ADMIN_TOKEN, AUTH, POOL, png_bytes, product_image, registry_settings, set_alias, settings_env
+from tests.support.catalogues import png_bytes
+from tests.support.paths import REPO_ROOT
+from tests.support.services import free_port, wait_until_ready
+from tests.support.serving import ADMIN_TOKEN, AUTH, POOL, product_image, registry_settings, set_alias, settings_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -1,0 +1,111 @@
+"""``make demo``'s life cycle, run for real: Airflow's four components, an MLflow server and the serving API,
+every DAG started by the REST API, a schedule's asset events or the scheduler, never by a library call.
+The test runs the demo's own code on a smaller month and checks what the platform wrote."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+
+import pytest
+import sqlalchemy as sa
+
+from rakuten_ml.lifecycle.run import run_demo
+from rakuten_ml.lifecycle.scenario import Story
+from rakuten_ml.lifecycle.stack import Ports
+from rakuten_ml.storage.database import drift_checks, predictions, promotion_events, retrain_requests, scoring_runs
+from tests.support.paths import DAGS_FOLDER
+from tests.support.services import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+SMALL_MONTH = Story(base_rows=900, quiet_rows=150, drifted_rows=700, live_rows=160, ab_live_rows=480, image_size=64)
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("lifecycle")
+    ports = Ports(free_port(), free_port(), free_port())
+    out = io.StringIO()
+    code = run_demo(home, ports, story=SMALL_MONTH, out=out)
+    engine = sa.create_engine(f"sqlite:///{home / 'rakuten.db'}")
+    yield {"code": code, "out": out.getvalue(), "home": home, "ports": ports, "engine": engine,
+           "timeline": json.loads((home / "timeline.json").read_text())}
+    engine.dispose()
+
+
+def _rows(engine: sa.Engine, table: sa.Table) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(table))]
+
+
+def _steps(month: dict, dag_id: str) -> list[dict]:
+    return [s for s in month["timeline"]["steps"] if s["dag_id"] == dag_id]
+
+
+def test_no_dag_run_fails_and_every_dag_ran_under_the_scheduler(month):
+    steps = month["timeline"]["steps"]
+    assert month["code"] == 0, month["out"][-5000:]
+    assert [s for s in steps if s["state"] != "success"] == []
+    dag_files = {p.stem for p in DAGS_FOLDER.glob("[!_]*.py")}
+    assert dag_files <= {s["dag_id"] for s in steps}
+    assert all(s["run_id"] and not s["run_id"].startswith("manual__test") for s in steps)  # real runs, not dag.test()
+
+
+def test_asset_events_start_the_downstream_dags(month):
+    triggers = {(s["dag_id"], s["trigger"]) for s in month["timeline"]["steps"]}
+    assert ("score_catalogue", "asset event rakuten://dataset-snapshot") in triggers
+    assert ("retrain_classifier", "asset event rakuten://drift-alert") in triggers
+    assert ("evaluate_ab_test", "asset event rakuten://registered-model") in triggers
+    first_scoring = _steps(month, "score_catalogue")[0]  # day 0: nothing registered yet, a clean skip
+    assert first_scoring["tasks"]["plan"] == "skipped" and first_scoring["state"] == "success"
+
+
+def test_drift_alert_retrains_and_a_second_alert_is_a_visible_cooldown_skip(month):
+    engine = month["engine"]
+    data_drift = [r for r in _rows(engine, drift_checks) if r["metric"] == "data_drift"]
+    assert any(r["status"] == "alert" for r in data_drift)
+    alert_days = sorted(r["check_date"] for r in data_drift if r["status"] == "alert")
+    drifted_before = sorted(r["check_date"] for r in data_drift if r["status"] in ("drift", "alert") and r["check_date"] < alert_days[0])
+    assert len(drifted_before) >= 2  # the 3-consecutive-days rule, not a single bad day
+    requests = _rows(engine, retrain_requests)
+    assert any(r["trigger"] == "asset" and r["status"] == "succeeded" and r["model_version"] for r in requests)
+    assert any(r["trigger"] == "asset" and r["status"] == "skipped_cooldown" for r in requests)
+    skipped = [s for s in _steps(month, "retrain_classifier") if s["tasks"].get("cooldown_gate") == "skipped"]
+    assert skipped and all(s["tasks"]["train"] == "skipped" for s in skipped)
+
+
+def test_better_challenger_is_promoted_and_worse_versions_are_rejected(month):
+    events = _rows(month["engine"], promotion_events)
+    actions = [e["action"] for e in events]
+    promoted = [e for e in events if e["action"] == "promote" and e["actor"] == "airflow:evaluate_ab_test"]
+    assert any("A/B test" in e["reason"] for e in promoted), actions
+    assert actions.count("gate_fail") >= 2, actions  # the bad export's retrain and the text-only baseline
+    final = month["timeline"]["steps"][-1]["aliases"]
+    drift_retrain = [r for r in _rows(month["engine"], retrain_requests) if r["trigger"] == "asset" and r["status"] == "succeeded"]
+    assert final["champion"] == drift_retrain[0]["model_version"]
+    assert final["challenger"] is None
+
+
+def test_every_night_is_scored_with_fused_predictions(month):
+    engine = month["engine"]
+    runs = _rows(engine, scoring_runs)
+    assert len(runs) >= 6 and all(r["status"] == "done" for r in runs)
+    with engine.connect() as conn:
+        shares = conn.execute(
+            sa.select(predictions.c.run_id, sa.func.avg(sa.case((predictions.c.modality == "fused", 1.0), else_=0.0)))
+            .group_by(predictions.c.run_id)
+        ).all()
+        challenger_rows = conn.execute(sa.select(sa.func.count()).where(predictions.c.variant == "challenger")).scalar_one()
+    assert len(shares) == len(runs) and min(share for _, share in shares) > 0.9
+    assert challenger_rows > 0  # the nights of the A/B test scored both arms
+
+
+def test_report_and_timeline_are_written_and_services_are_stopped(month):
+    home, ports = month["home"], month["ports"]
+    report = (home / "report.html").read_text()
+    assert "data:image/png;base64," in report and "evaluate_ab_test" in report
+    assert "DAG runs in" in month["out"] and "Airflow UI" in month["out"]
+    for port in (ports.airflow, ports.mlflow, ports.serving):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is still served after the demo"
