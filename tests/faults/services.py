@@ -20,13 +20,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.services import free_port
+
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pg_bin(name: str) -> str:

@@ -61,6 +61,18 @@ def assert_exact_after_rerun(engine, target, result, name: str) -> None:
     _FIGURES[name] = {"rows": N_ROWS, "lost": lost, "duplicates": duplicates}
 
 
+def crash_after_image_checks(monkeypatch, server) -> None:
+    """PostgreSQL dies once the images are checked: after the store writes begin, before any index write."""
+    original_check = ImageChecker.check
+
+    def check_then_crash(self, candidates):
+        outcome = original_check(self, candidates)
+        server.stop()
+        return outcome
+
+    monkeypatch.setattr(ImageChecker, "check", check_then_crash)
+
+
 @pytest.mark.parametrize("moment", ["before_indexing", "inside_the_index_transaction"])
 def test_postgres_stopped_during_ingestion(moment, tmp_path, throwaway_postgres, outage_db_url, monkeypatch):
     source, target = LocalObjectStore(tmp_path / "raw"), LocalObjectStore(tmp_path / "store")
@@ -68,14 +80,7 @@ def test_postgres_stopped_during_ingestion(moment, tmp_path, throwaway_postgres,
     engine = make_engine(outage_db_url)
     init_db(engine)
     if moment == "before_indexing":
-        original_check = ImageChecker.check
-
-        def check_then_crash(self, candidates):
-            outcome = original_check(self, candidates)
-            throwaway_postgres.stop()
-            return outcome
-
-        monkeypatch.setattr(ImageChecker, "check", check_then_crash)
+        crash_after_image_checks(monkeypatch, throwaway_postgres)
     else:
         original_upsert = snapshot_module.upsert_rows
 
@@ -110,14 +115,7 @@ def test_the_ingest_command_reports_a_lost_database_in_one_line(tmp_path, throwa
     source = LocalObjectStore(tmp_path / "raw")
     write_catalogue(source, catalogue_rows())
     assert CliRunner().invoke(app, ["db", "init"]).exit_code == 0
-    original_check = ImageChecker.check
-
-    def check_then_crash(self, candidates):
-        outcome = original_check(self, candidates)
-        throwaway_postgres.stop()
-        return outcome
-
-    monkeypatch.setattr(ImageChecker, "check", check_then_crash)
+    crash_after_image_checks(monkeypatch, throwaway_postgres)
     monkeypatch.setattr("sys.argv", ["rakuten-ml", "ingest", "--source", str(tmp_path / "raw"), "--no-labelled-table"])
     with pytest.raises(SystemExit) as exit_info:
         run()

@@ -55,9 +55,8 @@ from rakuten_ml.storage.database import count_rows, feedback, prediction_log
 from tests.faults.figures import record_figures
 from tests.faults.services import ThrowawayPostgres
 from tests.support.catalogues import png_bytes
-from tests.support.paths import REPO_ROOT
-from tests.support.services import free_port, wait_until_ready
-from tests.support.serving import ADMIN_TOKEN, AUTH, POOL, product_image, registry_settings, set_alias, settings_env
+from tests.support.services import free_port
+from tests.support.serving import ADMIN_TOKEN, AUTH, POOL, product_image, registry_settings, running_server, set_alias, settings_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -80,23 +79,11 @@ WRONG_TOKEN = {"Authorization": "Bearer not-the-token"}
 @contextmanager
 def uvicorn_process(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """``uvicorn serving.app:app`` (one process) on a free loopback port: its URL and the process,
-    whose RSS the soak reads. Same environment rules as tests.test_serving_support.server_process."""
+    whose RSS the soak reads."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("RAKUTEN_", "PROMETHEUS_"))} | env
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=child_env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(process, f"{url}/readyz", log_path, timeout_s=180)
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    with running_server(command, port, env, log_path, ready_timeout_s=180) as started:
+        yield started
 
 
 def rss_kib(pid: int) -> int:

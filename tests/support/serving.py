@@ -100,13 +100,22 @@ def uvicorn_server(env: dict[str, str], log_path: Path, *, extra_args: tuple[str
 @contextmanager
 def server_process(command: list[str], port: int, env: dict[str, str], log_path: Path, *, ready_timeout_s: float = 120.0) -> Iterator[str]:
     """Run ``command`` (a server on ``port``) with only ``env`` as RAKUTEN_* settings, until /readyz says 200."""
+    with running_server(command, port, env, log_path, ready_timeout_s=ready_timeout_s) as (url, _process):
+        yield url
+
+
+@contextmanager
+def running_server(
+    command: list[str], port: int, env: dict[str, str], log_path: Path, *, ready_timeout_s: float = 120.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`server_process` that also yields the process (the soak reads its memory)."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("RAKUTEN_", "PROMETHEUS_"))} | env
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=child_env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, f"{url}/readyz", log_path, timeout_s=ready_timeout_s)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:
