@@ -155,6 +155,8 @@ def write_snapshot(
     ingest_run_id = ingest_run_id or new_ingest_run_id(now)
     quarantine = rejections_frame(rejections)
     quarantine_bytes = _parquet_bytes(quarantine)
+    reasons = _reason_counts(quarantine)
+    sources = dict(sorted(sources.items()))
     created = False
     try:
         manifest = read_manifest(store, snapshot_id)
@@ -170,8 +172,8 @@ def write_snapshot(
             n_quarantined=len(quarantine),
             n_with_image=int(products["image_key"].notna().sum()),
             class_counts={str(k): int(v) for k, v in sorted(products["prdtypecode"].value_counts().items())},
-            quarantine_reasons=_reason_counts(quarantine),
-            sources=dict(sorted(sources.items())),
+            quarantine_reasons=reasons,
+            sources=sources,
             products_key=f"{prefix}/products.parquet",
             quarantine_key=f"{prefix}/quarantine.parquet",
         )
@@ -189,8 +191,8 @@ def write_snapshot(
         n_input=n_input,
         n_accepted=len(products),
         n_quarantined=len(quarantine),
-        quarantine_reasons=_reason_counts(quarantine),
-        sources=dict(sorted(sources.items())),
+        quarantine_reasons=reasons,
+        sources=sources,
         quarantine_key=f"{ingest_run_prefix(ingest_run_id)}/quarantine.parquet",
     )
     store.put_bytes(run.quarantine_key, quarantine_bytes)

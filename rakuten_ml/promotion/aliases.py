@@ -46,7 +46,7 @@ from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
 from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.contract import LAST_MOVE_TAG, PREVIOUS_CHAMPION, PROMOTION_TAG_PREFIX
 from rakuten_ml.settings import Settings
-from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, promotion_events, upsert
+from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, driver_message, promotion_events, upsert
 from rakuten_ml.storage.database import promotion_lock as lock_table
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ def promotion_lock(engine: Engine, model_name: str, holder: str, timeout_s: floa
                 ) from exc
             raise DatabaseError(
                 f"taking the promotion lock of {model_name!r} failed: the database {engine.url.render_as_string(hide_password=True)} "
-                f"went away ({' '.join(str(exc.orig).split())}); check that the server is running, then {then}"
+                f"went away ({driver_message(exc)}); check that the server is running, then {then}"
             ) from exc
         failed = False
         try:

@@ -305,16 +305,9 @@ def upsert(
     keep the stored row. A lost server is a :class:`DatabaseError` (nothing of the batch is written)."""
     if not rows:
         return 0
-    try:
-        with engine.begin() as conn:
-            return upsert_rows(conn, table, rows, update=update, chunk_size=chunk_size)
-    except CONNECTION_ERRORS as exc:
-        # The server went away after the engine was made (restart, failover, dropped database).
-        # exc.orig only: the full message would echo every bound row.
-        raise DatabaseError(
-            f"cannot write to {table.name!r} in {engine.url.render_as_string(hide_password=True)}: {driver_message(exc)}; "
-            "check that the database server is running, then retry"
-        ) from exc
+    # The server may have gone away after the engine was made (restart, failover, dropped database).
+    with database_errors(engine, f"writing to {table.name!r}"), engine.begin() as conn:
+        return upsert_rows(conn, table, rows, update=update, chunk_size=chunk_size)
 
 
 def upsert_rows(
