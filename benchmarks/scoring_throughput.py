@@ -23,8 +23,8 @@ from rakuten_ml.catalogue.generator import CatalogueSpec, generate_catalogue
 from rakuten_ml.data.ingest import ingest
 from rakuten_ml.data.snapshot import load_products
 from rakuten_ml.models.vision.features import cpu_has_native_bf16
-from rakuten_ml.platform import Platform
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
+from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.batch import score_products
 from rakuten_ml.scoring.device import select_device
 from rakuten_ml.settings import Settings
@@ -96,7 +96,7 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
     threads = torch.get_num_threads()
     for label, update in variants:
         torch.set_num_threads(threads)  # a variant that decodes in a worker gives the networks fewer threads
-        variant = Platform(platform.settings.model_copy(update={**update, "scoring_image_cache": False}))
+        variant = Platform(platform.settings.model_copy(update={**update, "scoring_image_cache": False})).prepare()
         placement.messages.clear()
         batched_rate(variant, mm_snapshot, fused, f"bench-fused-warm-{label}")  # model load, first-batch setup
         worker_decisions += [(label, message) for message in placement.messages if "decoding" in message]
@@ -104,7 +104,7 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
         rows.append(f"| batched scoring engine, {label}, every photo through the backbones (median of 3) | {rate:,.1f} | {rate / naive:.1f}x |")
         codes[label] = _run_codes(variant, f"bench-fused-{label}-0")
     torch.set_num_threads(threads)
-    nightly = Platform(platform.settings.model_copy(update={"scoring_image_cache": True}))
+    nightly = Platform(platform.settings.model_copy(update={"scoring_image_cache": True})).prepare()
     batched_rate(nightly, mm_snapshot, fused, "bench-fused-first-night")  # stores every photo's output
     for share_new in (0.1, 0.0):
         rate = _median_rate(nightly, mm_snapshot, fused, f"bench-fused-night-{share_new}",
@@ -198,7 +198,7 @@ def main() -> None:
 def run(args: argparse.Namespace, database_url: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="rakuten-bench-"))
     platform = Platform(Settings(home=home, image_policy="optional", vision_profile="tiny", vision_members="cnn-xgb",
-                                 database_url=database_url))
+                                 database_url=database_url)).prepare()
     database = "PostgreSQL" if database_url else "SQLite"
     train_snapshot = snapshot_of(platform, 20_000, seed=1)
     train_and_register(platform, snapshot_id=train_snapshot)

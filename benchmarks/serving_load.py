@@ -32,8 +32,8 @@ import pandas as pd
 from benchmarks.results import machine_line, write_section
 from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec, generate_catalogue, generate_frames, render_image
 from rakuten_ml.data.ingest import ingest
-from rakuten_ml.platform import Platform
 from rakuten_ml.registry.resolve import load_classifier, resolve_model
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
@@ -71,7 +71,7 @@ def build_model(home: Path, rows: int, modalities: tuple[str, ...]) -> Settings:
     model uses the CPU-sized ``tiny`` vision profile."""
     with_images = "image" in modalities
     settings = Settings(home=home, vision_profile="tiny")
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     catalogue = open_store(settings.catalogue_url, settings)
     generate_catalogue(catalogue, "", CatalogueSpec(rows=rows, images=rows if with_images else 0, seed=11))
     snapshot = ingest(source_store=catalogue, source_prefix="", target_store=platform.store, engine=platform.engine,

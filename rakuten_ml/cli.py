@@ -27,9 +27,9 @@ def _emit(payload: Any) -> None:
 
 
 def _platform(**overrides: Any) -> Any:
-    from rakuten_ml.platform import Platform
+    from rakuten_ml.resources import Platform
 
-    return Platform.from_env(**overrides)
+    return Platform.ready(**overrides)
 
 
 @app.callback()
@@ -72,7 +72,6 @@ def generate_catalogue_cmd(
 def db_init(with_labelled_products: Annotated[bool, typer.Option(help="Also create the labelled-products table")] = True) -> None:
     """Create the platform tables (idempotent)."""
     platform = _platform()
-    platform.engine  # noqa: B018 - creating the engine creates the tables
     if with_labelled_products:
         platform.init_labelled_products()
     _emit({"database": platform.engine.url.render_as_string(hide_password=True), "status": "ready"})
@@ -81,13 +80,10 @@ def db_init(with_labelled_products: Annotated[bool, typer.Option(help="Also crea
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Option(help="Target schema revision")] = "head") -> None:
     """Apply the schema migrations this version ships (idempotent; a pre-migration database is stamped first)."""
-    from rakuten_ml.settings import Settings
-    from rakuten_ml.storage.database import make_engine
+    from rakuten_ml.resources import Platform
     from rakuten_ml.storage.schema import upgrade_database
 
-    settings = Settings()
-    settings.ensure_home()
-    _emit(upgrade_database(make_engine(settings.database_url), revision))
+    _emit(upgrade_database(Platform.from_env().engine, revision))
 
 
 @app.command("ingest")

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rakuten_ml.cpus import available_cpus
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from serving.batcher import InFlight, MicroBatcher
 from serving.cache import PredictionCache
@@ -154,7 +154,7 @@ def create_app(
         cache=cache or PredictionCache.from_settings(settings, metrics),
         prediction_logger=prediction_logger
         or PredictionLogger(
-            lambda: platform.engine,
+            lambda: platform.prepare().engine,
             batch_size=settings.serving_log_batch_size,
             flush_interval_s=settings.serving_log_flush_s,
             metrics=metrics,

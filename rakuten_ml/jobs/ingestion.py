@@ -6,12 +6,12 @@ from typing import Any
 
 from rakuten_ml.jobs.context import JobContext, WithEvents
 from rakuten_ml.orchestration import SNAPSHOT_ASSET_URI, snapshot_event_extra
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 
 
 def init_database(ctx: JobContext) -> str:
     """Bring the platform's schema up to date (migrations) and create the labelled-products table."""
-    platform = Platform.from_env()
+    platform = Platform.ready()
     platform.init_labelled_products()
     return platform.engine.url.render_as_string(hide_password=True)
 
@@ -21,7 +21,7 @@ def run_ingest(*, source: str | None = None, use_labelled_table: bool = True, ru
     from rakuten_ml.data.ingest import ingest
     from rakuten_ml.storage.object_store import open_store
 
-    platform = Platform.from_env()
+    platform = Platform.ready()
     settings = platform.settings
     result = ingest(
         source_store=open_store(source or settings.catalogue_url, settings, create=False),

@@ -7,7 +7,7 @@ from typing import Any
 
 from rakuten_ml.jobs.context import JobContext, JobSkipped, WithEvents
 from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 
 
 def run_drift_check(**kwargs: Any) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def run_drift_check(**kwargs: Any) -> dict[str, Any]:
     from rakuten_ml.monitoring.checks import run_drift_checks
     from rakuten_ml.monitoring.metrics import textfile_path, write_textfile
 
-    platform = Platform.from_env()
+    platform = Platform.ready()
     result = run_drift_checks(platform, **kwargs)
     write_textfile(platform.engine, textfile_path(platform.settings))
     return result.summary()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rakuten_ml.jobs.context import JobContext, JobSkipped
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 
 
 def _actor(dag_id: str, ctx: JobContext) -> Any:
@@ -18,7 +18,7 @@ def _actor(dag_id: str, ctx: JobContext) -> Any:
 def evaluate_ab(ctx: JobContext) -> dict[str, Any]:
     from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test
 
-    return evaluate_ab_test(Platform.from_env(), actor=_actor("evaluate_ab_test", ctx), apply=bool(ctx.param("apply", True))).summary()
+    return evaluate_ab_test(Platform.ready(), actor=_actor("evaluate_ab_test", ctx), apply=bool(ctx.param("apply", True))).summary()
 
 
 def gate_new_version(ctx: JobContext) -> dict[str, Any] | None:
@@ -27,7 +27,7 @@ def gate_new_version(ctx: JobContext) -> dict[str, Any] | None:
 
     if not ctx.param("apply", True):
         raise JobSkipped("dry run (apply=false): no version is gated")
-    outcome = onboard_latest(Platform.from_env(), actor=_actor("evaluate_ab_test", ctx))
+    outcome = onboard_latest(Platform.ready(), actor=_actor("evaluate_ab_test", ctx))
     return None if outcome is None else outcome.summary()
 
 
@@ -35,7 +35,7 @@ def check_champion(ctx: JobContext) -> dict[str, Any]:
     from rakuten_ml.promotion.rollback import guard_champion
 
     outcome = guard_champion(
-        Platform.from_env(), actor=_actor("guard_champion", ctx),
+        Platform.ready(), actor=_actor("guard_champion", ctx),
         error_rate=ctx.param("error_rate"), p95_latency_ms=ctx.param("p95_latency_ms"),
     )
     return outcome.summary()

@@ -12,7 +12,7 @@ from rakuten_ml.jobs.context import JobContext, JobSkipped, WithEvents
 from rakuten_ml.jobs.ingestion import run_ingest
 from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
 from rakuten_ml.orchestration import MODALITY_CHOICES, MODEL_ASSET_URI
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 
 DEFAULT_MODALITIES = next(iter(MODALITY_CHOICES))
 RECENT_ALERTS = 20  # newest drift-alert events a scheduled or manual run looks at for unanswered alerts
@@ -22,7 +22,7 @@ def decide(ctx: JobContext) -> dict[str, Any]:
     """Record the request: which alerts caused it, and whether the cool-down lets it train."""
     from rakuten_ml.monitoring.retrain_guard import alerts_from_events, begin_retrain
 
-    platform = Platform.from_env()
+    platform = Platform.ready()
     triggering = alerts_from_events(ctx.triggering_events(DRIFT_ALERT_ASSET_URI))
     recent = [] if triggering else alerts_from_events(ctx.recent(DRIFT_ALERT_ASSET_URI, RECENT_ALERTS))
     return begin_retrain(
@@ -55,7 +55,7 @@ def train(ctx: JobContext, snapshot_id: str, decision: dict[str, Any]) -> dict[s
     from rakuten_ml.training.modalities import resolve_modalities
     from rakuten_ml.training.train import train_and_register
 
-    platform = Platform.from_env()
+    platform = Platform.ready()
     try:
         result = train_and_register(
             platform,
@@ -74,7 +74,7 @@ def register(ctx: JobContext, trained: dict[str, Any], decision: dict[str, Any])
     """Close the request with its version and announce the version on the registered-model asset."""
     from rakuten_ml.monitoring.retrain_guard import STATUS_SUCCEEDED, finish_request
 
-    finish_request(Platform.from_env().engine, decision["dag_run_id"], status=STATUS_SUCCEEDED,
+    finish_request(Platform.ready().engine, decision["dag_run_id"], status=STATUS_SUCCEEDED,
                    snapshot_id=trained["snapshot_id"], model_version=trained["model_version"])
     extra = {"model_version": trained["model_version"], "reason": decision["reason"], "alert_ids": [a["alert_id"] for a in decision["alerts"]]}
     return WithEvents(trained, {MODEL_ASSET_URI: extra})

@@ -8,7 +8,7 @@ from typing import Any
 from rakuten_ml.errors import NoModelYetError
 from rakuten_ml.jobs.context import JobContext, JobFailed, JobSkipped
 from rakuten_ml.orchestration import DEFAULT_PARTITION_SIZE, SNAPSHOT_ASSET_URI
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 
 
 def resolve_models(ctx: JobContext) -> dict[str, Any]:
@@ -16,7 +16,7 @@ def resolve_models(ctx: JobContext) -> dict[str, Any]:
     from rakuten_ml.scoring.batch import resolve_run_models
 
     try:
-        return resolve_run_models(Platform.from_env(), version=ctx.param("model_version")).as_dict()
+        return resolve_run_models(Platform.ready(), version=ctx.param("model_version")).as_dict()
     except NoModelYetError as exc:
         return {"skip_reason": str(exc)}
 
@@ -34,7 +34,7 @@ def plan(ctx: JobContext, models: dict[str, Any]) -> list[dict[str, Any]]:
     event = ctx.latest_extra(SNAPSHOT_ASSET_URI)
     as_of = event.get("as_of") or ctx.as_of.isoformat()
     snapshot_id, partitions = start_run(
-        Platform.from_env(), run_id=ctx.run_id, snapshot_id=ctx.param("snapshot_id") or event.get("snapshot_id") or None,
+        Platform.ready(), run_id=ctx.run_id, snapshot_id=ctx.param("snapshot_id") or event.get("snapshot_id") or None,
         models=RunModels.from_dict(models), partition_size=int(ctx.param("partition_size", DEFAULT_PARTITION_SIZE)),
     )
     return [p.as_dict() | {"snapshot_id": snapshot_id, "as_of": as_of} for p in partitions]
@@ -48,7 +48,7 @@ def score_partition(ctx: JobContext, partition: dict[str, Any], models: dict[str
     fields = dict(partition)
     snapshot_id, as_of = fields.pop("snapshot_id"), fields.pop("as_of")
     return score(
-        Platform.from_env(), run_id=ctx.run_id, snapshot_id=snapshot_id, partition=Partition(**fields),
+        Platform.ready(), run_id=ctx.run_id, snapshot_id=snapshot_id, partition=Partition(**fields),
         models=RunModels.from_dict(models), scored_at=datetime.fromisoformat(as_of),
     )
 
@@ -58,7 +58,7 @@ def summarise(ctx: JobContext, models: dict[str, Any]) -> dict[str, Any]:
     from rakuten_ml.scoring.batch import finish_run
 
     _require_models(models, "nothing was scored")
-    result = finish_run(Platform.from_env(), run_id=ctx.run_id)
+    result = finish_run(Platform.ready(), run_id=ctx.run_id)
     if result.status != "done":
         raise JobFailed(
             f"run {result.run_id}: {result.n_partitions - result.n_partitions_done} of {result.n_partitions} partitions "

@@ -6,14 +6,14 @@ from typing import Any
 
 from rakuten_ml.jobs.context import JobContext, WithEvents
 from rakuten_ml.orchestration import MODEL_ASSET_URI
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 
 
 def train_text(ctx: JobContext) -> WithEvents:
     from rakuten_ml.training.train import train_and_register
 
     result = train_and_register(
-        Platform.from_env(), snapshot_id=ctx.param("snapshot_id"), modalities=("text",), dag_run_id=ctx.run_id,
+        Platform.ready(), snapshot_id=ctx.param("snapshot_id"), modalities=("text",), dag_run_id=ctx.run_id,
         reason=ctx.param("reason", "manual"),
     )
     summary: dict[str, Any] = result.summary()

@@ -33,10 +33,10 @@ def _where(stack: Stack) -> str:
 
 def registry_versions(timeline: Timeline) -> list[dict]:
     """Every registered version with its headline metrics, aliases, gate verdict and the day it appeared."""
-    from rakuten_ml.platform import Platform
     from rakuten_ml.promotion.aliases import ModelRegistry
+    from rakuten_ml.resources import Platform
 
-    registry = ModelRegistry(Platform.from_env().settings)
+    registry = ModelRegistry(Platform.ready().settings)
     state = registry.state().as_dict()
     created = {str((s.results.get("register") or {}).get("model_version")): s.day for s in timeline.steps if s.dag_id == "retrain_classifier"}
     out = []
@@ -54,11 +54,11 @@ def registry_versions(timeline: Timeline) -> list[dict]:
 
 def write_outputs(home: Path, timeline: Timeline) -> tuple[Path, Path]:
     from rakuten_ml.lifecycle.report import write_html_report
-    from rakuten_ml.platform import Platform
+    from rakuten_ml.resources import Platform
 
     timeline_path = home / "timeline.json"
     timeline_path.write_text(json.dumps(timeline.as_dict(), indent=2, default=str))
-    report = write_html_report(home / "report.html", timeline, Platform.from_env().engine, registry_versions(timeline))
+    report = write_html_report(home / "report.html", timeline, Platform.ready().engine, registry_versions(timeline))
     return timeline_path, report
 
 

@@ -37,7 +37,7 @@ from rakuten_ml.lifecycle.timeline import TRIGGER_REST, TRIGGER_SCHEDULE, Step, 
 from rakuten_ml.lifecycle.traffic import send_traffic
 from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
 from rakuten_ml.orchestration import MODEL_ASSET_URI, SNAPSHOT_ASSET_URI
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import join_url
 from rakuten_ml.storage.object_store import open_store
 
@@ -81,7 +81,7 @@ class LifeCycle:
 
     def __init__(self, stack: Stack, story: Story, *, today: date | None = None) -> None:
         self.stack, self.story = stack, story
-        self.platform = Platform.from_env()
+        self.platform = Platform.ready()
         self.client = AirflowClient(stack.airflow_url)
         self.timeline = Timeline()
         # The week ends yesterday: Airflow does not start a run whose logical date is still to come, and the

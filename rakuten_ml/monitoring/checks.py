@@ -46,9 +46,9 @@ from rakuten_ml.monitoring import (
 )
 from rakuten_ml.monitoring import statistics as st
 from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer, image_statistics
-from rakuten_ml.platform import Platform
 from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.contract import ACCURACY_TAG, EVALUATION_REPORT, SNAPSHOT_TAG
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import drift_checks, feedback, prediction_log, predictions, upsert
 from rakuten_ml.storage.object_store import ObjectNotFoundError, ObjectStore

@@ -40,11 +40,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from rakuten_ml.errors import DatabaseError, PromotionConflictError, RegistryError, RegistryNotFoundError
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.audit import Action, Actor, PromotionEvent, record_event
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
 from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.contract import LAST_MOVE_TAG, PREVIOUS_CHAMPION, PROMOTION_TAG_PREFIX
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, driver_message, promotion_events, upsert
 from rakuten_ml.storage.database import promotion_lock as lock_table

@@ -21,12 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from rakuten_ml.jsonsafe import finite_or_none
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_evaluation import correct_count, labelled_predictions
 from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.registry.contract import ACCURACY_TAG
+from rakuten_ml.resources import Platform
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import audit
 from rakuten_ml.promotion.aliases import ALIASES, ModelRegistry
 from rakuten_ml.promotion.audit import Actor, PromotionEvent
@@ -20,6 +19,7 @@ from rakuten_ml.registry.contract import (
     METRIC_TAG_PREFIX,
     SNAPSHOT_TAG,
 )
+from rakuten_ml.resources import Platform
 
 log = logging.getLogger(__name__)
 

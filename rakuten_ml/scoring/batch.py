@@ -25,10 +25,10 @@ import sqlalchemy as sa
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.errors import DatabaseError, ModelLoadError, ObjectStoreError, ScoringRunConflictError
 from rakuten_ml.models.fusion import fuse_probabilities
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
 from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
+from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.device import halve_batch_size, onnx_export_cache, tune_image_model
 from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
 from rakuten_ml.scoring.metrics import textfile_path, write_textfile

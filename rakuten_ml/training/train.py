@@ -28,7 +28,6 @@ from rakuten_ml.jsonsafe import json_safe
 from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.fusion import FusedClassifier, fuse_probabilities
 from rakuten_ml.models.fusion_tuning import search_image_weight
-from rakuten_ml.platform import Platform
 from rakuten_ml.registry.contract import (
     CONFUSION_FIGURE,
     DAG_RUN_TAG,
@@ -42,6 +41,7 @@ from rakuten_ml.registry.contract import (
 )
 from rakuten_ml.registry.model_registry import RERUN_TRAINING, log_and_register, mlflow_errors
 from rakuten_ml.registry.tracking import configure_mlflow, git_commit
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.training.split import stratified_split
 

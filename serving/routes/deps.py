@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from serving.batcher import MicroBatcher
 from serving.cache import PredictionCache

@@ -28,7 +28,7 @@ router = APIRouter(tags=["feedback"])
 def record_feedback(body: FeedbackIn, state: State) -> FeedbackOut:
     received_at = datetime.now(UTC)
     row = {"productid": body.productid, "prdtypecode": body.prdtypecode, "source": body.source, "received_at": received_at}
-    upsert(state.platform.engine, feedback, [row])  # DatabaseError -> 503 by the app's handler
+    upsert(state.platform.prepare().engine, feedback, [row])  # DatabaseError -> 503 by the app's handler
     state.metrics.feedback.labels(body.source).inc()
     champion = state.manager.models.champion
     return FeedbackOut(**row, champion_version=champion.version if champion else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from tests.faults.services import FaultProxy, ThrowawayPostgres
 from tests.support.paths import REPO_ROOT

@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
+from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.batch import split_partitions
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import predictions, retrain_requests, scoring_partitions, scoring_runs
@@ -113,8 +113,8 @@ def upsert(engine, table, rows, **kwargs):
     return real_upsert(engine, table, rows, **kwargs)
 
 batch.upsert = upsert
-from rakuten_ml.platform import Platform
-batch.score_products(Platform.from_env(), run_id=run_id, snapshot_id=snapshot_id, partition_size=partition_size)
+from rakuten_ml.resources import Platform
+batch.score_products(Platform.ready(), run_id=run_id, snapshot_id=snapshot_id, partition_size=partition_size)
 """
 
 
@@ -163,10 +163,10 @@ def test_a_scoring_worker_killed_mid_partition_resumes_with_one_prediction_per_p
 RETRAIN_REQUEST = """
 import json, pathlib, sys, time
 from rakuten_ml.monitoring import retrain_guard as guard
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from datetime import datetime, UTC
 run_id, go, stall = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
-engine = Platform.from_env().engine
+engine = Platform.ready().engine
 if stall != "-":
     real_last_active = guard._last_active
     def last_active(conn, since, exclude_run_id):
@@ -190,7 +190,7 @@ def waiting_on_locks(engine) -> int:
 
 def test_two_retrains_at_once_while_the_lock_holder_is_killed_exactly_one_proceeds(outage_db_url, tmp_path):
     settings = Settings(home=tmp_path, database_url=outage_db_url)
-    engine = Platform(settings).engine
+    engine = Platform(settings).prepare().engine
     go, stall = tmp_path / "go", tmp_path / "holding"
     env = subprocess_env(settings)
     logs = {name: tmp_path / f"{name}.log" for name in ("killed", "asset__a", "asset__b")}
@@ -223,7 +223,7 @@ def test_two_retrains_at_once_while_the_lock_holder_is_killed_exactly_one_procee
 KILLED_PROMOTION = """
 import pathlib, sys, time
 from rakuten_ml.promotion import aliases
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.promotion.audit import Actor
 marker, version, expected = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 real_move = aliases.ModelRegistry.move
@@ -232,13 +232,13 @@ def move(self, alias, target):
     marker.write_text(alias)
     time.sleep(600)
 aliases.ModelRegistry.move = move
-aliases.promote(Platform.from_env(), version, actor=Actor("killed-worker"), reason="race", expected_champion=expected)
+aliases.promote(Platform.ready(), version, actor=Actor("killed-worker"), reason="race", expected_champion=expected)
 """
 
 
 def test_two_promotions_at_once_while_a_killed_one_holds_the_lock(outage_db_url, tmp_path):
     settings = Settings(home=tmp_path, database_url=outage_db_url, registered_model_name=f"clf-{uuid.uuid4().hex[:8]}")
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     name = settings.registered_model_name
     v1, v2, v3, v4 = register_versions(settings, [0.8, 0.81, 0.82, 0.83])
     aliases.promote(platform, v1, actor=Actor("setup"), reason="first model", expected_champion=None)

@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from rakuten_ml.errors import DatabaseError, ModelLoadError, ObjectStoreError, RakutenError, RegistryError
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.registry.resolve import resolve_model
+from rakuten_ml.resources import Platform
 from rakuten_ml.scoring import batch
 from rakuten_ml.scoring.batch import parquet_prefix, score_products
 from rakuten_ml.settings import Settings
@@ -216,7 +216,7 @@ def _partition_error(platform: Platform, run_id: str, partition_id: int) -> str:
 @pytest.fixture
 def registry_platform(tmp_path, outage_db_url) -> Platform:
     """Platform database on the throwaway PostgreSQL; registry in an embedded MLflow (the service that stays up)."""
-    return Platform(Settings(home=tmp_path, database_url=outage_db_url, registered_model_name=f"clf-{uuid.uuid4().hex[:8]}"))
+    return Platform(Settings(home=tmp_path, database_url=outage_db_url, registered_model_name=f"clf-{uuid.uuid4().hex[:8]}")).prepare()
 
 
 def promote_events(platform: Platform) -> list[dict]:
@@ -301,7 +301,7 @@ def test_postgres_crash_during_the_audit_write_of_a_promotion(registry_platform,
 def test_postgres_crash_during_a_retraining_request_then_the_rerun_counts_once(outage_db_url, throwaway_postgres, tmp_path, point):
     from rakuten_ml.monitoring import retrain_guard as guard
 
-    engine = Platform(Settings(home=tmp_path, database_url=outage_db_url)).engine
+    engine = Platform(Settings(home=tmp_path, database_url=outage_db_url)).prepare().engine
     alert = {"alert_id": "drift:2026-06-01:v1", "alerts": [{"metric": "data_drift", "statistic": 0.4, "threshold": 0.1}]}
     begin = lambda run_id: guard.begin_retrain(engine, dag_run_id=run_id, run_type="manual", triggering=[], recent=[alert],  # noqa: E731
                                                reason=None, force=False, cooldown_hours=168.0)
@@ -384,7 +384,7 @@ def test_mlflow_down_in_the_middle_of_an_alias_move_then_the_rerun_repairs_it(tm
                                                                             cut_after, half_moved):
     settings = Settings(home=tmp_path, mlflow_tracking_uri=mlflow_proxy.url, database_url=outage_db_url,
                         registered_model_name=f"clf-{uuid.uuid4().hex[:8]}")
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     name = settings.registered_model_name
     v0, v1, v2 = register_versions(settings, [0.8, 0.81, 0.82])
     set_state(platform, champion=v1, challenger=v2, previous=v0)
@@ -430,7 +430,7 @@ def test_mlflow_down_while_a_scoring_run_resolves_its_models_is_a_typed_error(tm
     of the A/B test); with no challenger set at all, it runs champion-only as before."""
     settings = Settings(home=tmp_path, mlflow_tracking_uri=mlflow_proxy.url, registered_model_name=f"clf-{uuid.uuid4().hex[:8]}",
                         ab_challenger_share=0.2)
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     v1, v2 = register_versions(settings, [0.8, 0.81])
     set_state(platform, champion=v1)
     assert batch.resolve_run_models(platform).challenger is None  # the server's answer for an alias not set
@@ -459,7 +459,7 @@ def test_mlflow_server_killed_mid_move_and_restarted_then_the_rerun_repairs_it(t
     server = restartable_mlflow
     settings = Settings(home=tmp_path, mlflow_tracking_uri=server.url, database_url=outage_db_url,
                         registered_model_name=f"clf-{uuid.uuid4().hex[:8]}")
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     name = settings.registered_model_name
     v0, v1, v2 = register_versions(settings, [0.8, 0.81, 0.82])
     set_state(platform, champion=v1, challenger=v2, previous=v0)

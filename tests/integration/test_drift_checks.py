@@ -28,7 +28,7 @@ from rakuten_ml.monitoring.checks import (
 from rakuten_ml.monitoring.evidently_report import column_scores, data_drift_report, drifted_columns
 from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer, image_statistics, length_features
 from rakuten_ml.monitoring.statistics import ks_tests
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import count_rows, drift_checks, feedback, predictions, upsert
 from tests.support.cli import cli
@@ -191,7 +191,7 @@ def score_day(platform: Platform, world: World, frame: pd.DataFrame, day: date, 
 
 @pytest.fixture
 def platform(pg_url, tmp_path) -> Platform:
-    return Platform(Settings(home=tmp_path, database_url=pg_url))
+    return Platform(Settings(home=tmp_path, database_url=pg_url)).prepare()
 
 
 def test_vocabulary_and_length_shift_alerts_only_on_the_third_consecutive_day(platform, world):

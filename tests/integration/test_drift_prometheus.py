@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rakuten_ml.monitoring.checks import CheckRow, store_results
 from rakuten_ml.monitoring.metrics import DriftMetrics, textfile_path, write_textfile
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 
 CHECKED_AT = datetime(2026, 7, 2, 4, 5, tzinfo=UTC)
@@ -29,7 +29,7 @@ def day_rows(data_status: str, kl: float) -> list[CheckRow]:
 
 @pytest.fixture
 def engine(pg_url, tmp_path):
-    return Platform(Settings(home=tmp_path, database_url=pg_url)).engine  # creates the tables
+    return Platform(Settings(home=tmp_path, database_url=pg_url)).prepare().engine
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from rakuten_ml.monitoring import retrain_guard as guard
-from rakuten_ml.platform import Platform
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import retrain_requests
 
@@ -24,7 +24,7 @@ def alert(alert_id: str, metric: str = "prediction_drift") -> dict:
 
 @pytest.fixture
 def engine(pg_url, tmp_path):
-    return Platform(Settings(home=tmp_path, database_url=pg_url)).engine  # creates the tables
+    return Platform(Settings(home=tmp_path, database_url=pg_url)).prepare().engine
 
 
 def request(engine, run_id: str, *, at: datetime = NOW, force: bool = False, alerts=()) -> guard.RetrainDecision:

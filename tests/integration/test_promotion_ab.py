@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_evaluation import arm_stats, evaluate_ab_test
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.routing import assign_variants
+from rakuten_ml.resources import Platform
 from tests.support.promotion import events, insert_labelled, register_versions
 
 DAG = Actor("airflow:evaluate_ab_test", "scheduled__2026-02-01")
@@ -54,7 +54,7 @@ def start_test(platform: Platform) -> tuple[str, str]:
     [("better", 0.72, 0.84, "promote"), ("worse", 0.84, 0.72, "reject"), ("equal", 0.80, 0.80, "keep_testing")],
 )
 def test_ab_decision_on_simulated_feedback_is_applied(psettings, truth, p_champion, p_challenger, expected_action):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2 = start_test(platform)
     expected = simulate_traffic(platform, v1, v2, p_champion, p_challenger)
 
@@ -91,7 +91,7 @@ def test_ab_decision_on_simulated_feedback_is_applied(psettings, truth, p_champi
 
 
 def test_arms_need_the_minimum_sample_and_count_each_product_once(psettings):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2 = start_test(platform)
     insert_labelled(platform, v2, range(100), [True] * 100, variant="challenger")
     insert_labelled(platform, v2, range(100), [True] * 100, variant="challenger", online=[True] * 100, with_feedback=False)  # same products, online
@@ -105,7 +105,7 @@ def test_arms_need_the_minimum_sample_and_count_each_product_once(psettings):
 
 
 def test_no_test_running_is_a_clear_no_op(psettings):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     (v1,) = register_versions(psettings, [0.8])
     aliases.promote(platform, v1, actor=DAG, reason="first", expected_champion=None)
     outcome = evaluate_ab_test(platform, actor=DAG)
@@ -121,7 +121,7 @@ def test_no_test_running_is_a_clear_no_op(psettings):
 )
 def test_summary_of_a_test_without_labels_is_strict_json(psettings, labelled_arms, empty, message):
     """The Airflow task returns the summary as an XCom: NaN there makes Airflow's API refuse it."""
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2 = start_test(platform)  # the challenger's old, abandoned-test predictions do not count
     if "champion" in labelled_arms:
         insert_labelled(platform, v1, range(1000, 1300), [True] * 300)

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.audit import Actor
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from tests.support.paths import REPO_ROOT
 from tests.support.promotion import events, register_versions
@@ -38,7 +38,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
 @pytest.mark.slow
 def test_registry_commands_and_a_race_between_two_processes(psettings):
     """Three rounds of processes started together (each pays the mlflow import once)."""
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2, v3 = register_versions(psettings, [0.85, 0.86, 0.87])
     aliases.promote(platform, v1, actor=Actor("setup"), reason="first model", expected_champion=None)
 

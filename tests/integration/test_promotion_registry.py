@@ -9,11 +9,11 @@ import time
 import pytest
 
 from rakuten_ml.errors import PromotionConflictError, RegistryError
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState, promotion_lock
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.service import onboard_latest, onboard_version, registry_status
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from tests.support.promotion import events, register_versions, set_state
 from tests.support.services import free_port
@@ -22,7 +22,7 @@ ALICE = Actor("alice", "manual__2026-01-01")
 
 
 def test_first_version_is_champion_then_challenger_promote_reject_with_audit_and_tags(psettings):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     name = psettings.registered_model_name
     v1, v2, v3 = register_versions(psettings, [0.80, 0.82, 0.79])
 
@@ -66,7 +66,7 @@ def test_first_version_is_champion_then_challenger_promote_reject_with_audit_and
 
 
 def test_stale_expectations_are_conflicts_and_unknown_versions_are_clear_errors(psettings):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2 = register_versions(psettings, [0.8, 0.8])
     set_state(platform, champion=v1)
     with pytest.raises(PromotionConflictError, match="alias 'champion' is '1', expected '2'"):
@@ -80,7 +80,7 @@ def test_stale_expectations_are_conflicts_and_unknown_versions_are_clear_errors(
 
 
 def test_concurrent_promotions_exactly_one_wins_and_champion_never_disappears(psettings):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, *candidates = register_versions(psettings, [0.8, 0.81, 0.82, 0.83])
     aliases.promote(platform, v1, actor=ALICE, reason="first", expected_champion=None)
     seen: list[RegistryState] = []
@@ -95,7 +95,7 @@ def test_concurrent_promotions_exactly_one_wins_and_champion_never_disappears(ps
     results: dict[str, object] = {}
 
     def attempt(version: str) -> None:
-        own = Platform(psettings)  # its own engine/connection, like another worker
+        own = Platform(psettings).prepare()  # its own engine/connection, like another worker
         barrier.wait()
         try:
             results[version] = aliases.promote(own, version, actor=Actor(f"worker-{version}"), reason="race", expected_champion=v1)
@@ -124,9 +124,9 @@ def test_concurrent_promotions_exactly_one_wins_and_champion_never_disappears(ps
 
 
 def test_lock_holder_blocks_others_until_timeout(psettings):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     (v1,) = register_versions(psettings, [0.8])
-    impatient = Platform(psettings.model_copy(update={"promotion_lock_timeout_s": 1.0}))
+    impatient = Platform(psettings.model_copy(update={"promotion_lock_timeout_s": 1.0})).prepare()
     with promotion_lock(platform.engine, psettings.registered_model_name, "stuck-job", 5):
         started = time.monotonic()
         with pytest.raises(PromotionConflictError, match="held the promotion lock for more than 1 s"):
@@ -139,12 +139,12 @@ def test_mlflow_unreachable_is_a_typed_error_and_moves_nothing(psettings, monkey
     from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test
     from rakuten_ml.promotion.rollback import guard_champion
 
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2 = register_versions(psettings, [0.8, 0.8])
     set_state(platform, champion=v1, challenger=v2)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    down = Platform(psettings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"}))
+    down = Platform(psettings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"})).prepare()
     for call in (
         lambda: aliases.promote(down, v2, actor=ALICE, reason="x"),
         lambda: aliases.rollback(down, actor=ALICE, reason="x"),
@@ -165,7 +165,7 @@ def test_fresh_install_without_a_registered_model_has_nothing_to_do(psettings):
     from rakuten_ml.promotion.ab_evaluation import evaluate_ab_test
     from rakuten_ml.promotion.rollback import guard_champion
 
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     name = psettings.registered_model_name  # never registered on this MLflow server
     registry = ModelRegistry(psettings)
     assert registry.state() == RegistryState(name, registered=False) and registry.versions() == []
@@ -201,7 +201,7 @@ class FailingOnce(ModelRegistry):
 
 
 def test_failure_in_the_middle_of_a_promotion_restores_the_aliases(psettings):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v0, v1, v2 = register_versions(psettings, [0.8, 0.8, 0.8])
     set_state(platform, champion=v1, challenger=v2, previous=v0)
     before = ModelRegistry(psettings).state()
@@ -217,4 +217,4 @@ def test_failure_in_the_middle_of_a_promotion_restores_the_aliases(psettings):
 
 def test_registry_without_model_says_to_train_first(psettings):
     with pytest.raises(RegistryError, match="train and register a model first"):
-        aliases.promote(Platform(psettings), "1", actor=ALICE, reason="x")
+        aliases.promote(Platform(psettings).prepare(), "1", actor=ALICE, reason="x")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.rollback import Alert, guard_champion, register_alert_hook, unregister_alert_hook
+from rakuten_ml.resources import Platform
 from tests.support.promotion import events, insert_labelled, register_versions
 
 GUARD = Actor("airflow:guard_champion", "scheduled__2026-03-01T10:15")
@@ -36,7 +36,7 @@ def promote_twice(platform: Platform) -> tuple[str, str]:
 
 
 def test_degraded_champion_rolls_back_once_then_guard_is_a_no_op(psettings, alerts, caplog):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2 = promote_twice(platform)
     insert_labelled(platform, v2, range(300), [i % 10 < 7 for i in range(300)])  # 70% on 300 labels vs baseline 86%
 
@@ -70,7 +70,7 @@ def test_degraded_champion_rolls_back_once_then_guard_is_a_no_op(psettings, aler
 
 
 def test_rolling_window_and_serving_limits(psettings, alerts):
-    platform = Platform(psettings)
+    platform = Platform(psettings).prepare()
     v1, v2 = promote_twice(platform)
     # 300 good old predictions, then 150 recent ones at 60%: only a short window sees the drop
     insert_labelled(platform, v2, range(300), [True] * 300, at=datetime.now(UTC) - timedelta(days=3))
@@ -83,6 +83,6 @@ def test_rolling_window_and_serving_limits(psettings, alerts):
     assert ModelRegistry(psettings).state().champion == v1
 
     aliases.promote(platform, v2, actor=GUARD, reason="retry after latency fix", expected_champion=v1)
-    narrow = guard_champion(Platform(psettings.model_copy(update={"rollback_window": 150})), actor=GUARD)
+    narrow = guard_champion(Platform(psettings.model_copy(update={"rollback_window": 150})).prepare(), actor=GUARD)
     assert narrow.rolled_back and narrow.check.n == 150 and narrow.check.accuracy == pytest.approx(0.6)
     assert [a.name for a in alerts] == ["champion_rolled_back", "champion_rolled_back"]

@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 
 from rakuten_ml.catalogue.generator import CatalogueSpec, generate_catalogue
 from rakuten_ml.data.ingest import ingest
-from rakuten_ml.platform import Platform
 from rakuten_ml.registry.resolve import resolve_model
+from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.batch import score_products
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import count_rows, predictions
@@ -21,7 +21,7 @@ from rakuten_ml.training.train import train_and_register
 
 def build_platform(settings: Settings, rows: int = 1500, images: int = 0) -> tuple[Platform, str]:
     """A generated catalogue of ``rows`` products (``images`` of them with a photo), ingested: (platform, snapshot id)."""
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     catalogue = open_store(settings.catalogue_url, settings)
     generate_catalogue(catalogue, "", CatalogueSpec(rows=rows, images=images, seed=3))
     result = ingest(

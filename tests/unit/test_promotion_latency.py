@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.rollback import serving_p95_latency_ms
+from rakuten_ml.resources import Platform
 from rakuten_ml.storage.database import prediction_log, upsert
 
 
@@ -22,7 +22,7 @@ def log_requests(platform: Platform, latencies: list[float], *, version: str = "
 
 
 def test_p95_latency_of_recent_requests_only(settings):
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     log_requests(platform, [10.0] * 95 + [2000.0] * 5)
     log_requests(platform, [9000.0] * 100, age=timedelta(hours=3))  # too old to count
     log_requests(platform, [9000.0] * 100, version="4")  # another version
@@ -32,6 +32,6 @@ def test_p95_latency_of_recent_requests_only(settings):
 
 
 def test_too_few_requests_give_no_verdict(settings):
-    platform = Platform(settings)
+    platform = Platform(settings).prepare()
     log_requests(platform, [5000.0] * 10)
     assert serving_p95_latency_ms(platform.engine, "clf", "3") is None

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from rakuten_ml.data.contract import MAX_DESCRIPTION_CHARS, MAX_DESIGNATION_CHARS, MAX_IMAGE_BYTES
 from rakuten_ml.labels import CLASS_NAMES
-from rakuten_ml.platform import Platform
 from rakuten_ml.promotion.routing import assign_variant
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from serving.app import create_app
 from tests.support.catalogues import png_bytes

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from rakuten_ml.errors import ModelLoadError, TrainingError
-from rakuten_ml.platform import Platform
 from rakuten_ml.registry.resolve import load_classifier, resolve_model
+from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.training.train import train_and_register
 from tests.support.platforms import build_platform, check_training_round_trip
@@ -27,7 +27,7 @@ def test_too_small_snapshot_is_a_clear_error(settings):
 
 def test_unsupported_modality_is_a_clear_error(settings):
     with pytest.raises(TrainingError, match="not trainable"):
-        train_and_register(Platform(settings), modalities=("text", "audio"))
+        train_and_register(Platform(settings).prepare(), modalities=("text", "audio"))
 
 
 def test_no_registered_model_is_a_clear_error(settings):
