@@ -22,9 +22,9 @@ from benchmarks.measure import measure_in_subprocess
 from benchmarks.results import machine_line, write_section
 from rakuten_ml.catalogue.generator import CatalogueSpec, generate_frames
 from rakuten_ml.labels import CLASS_CODES, class_prior
-from rakuten_ml.monitoring.checks import DEFAULT_MAX_ROWS, DayInputs, DriftThresholds, evaluate_day, sample_rows
+from rakuten_ml.monitoring.checks import DEFAULT_MAX_ROWS, DayInputs, evaluate_day, sample_rows
 from rakuten_ml.monitoring.features import DriftFeaturizer
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import DriftSettings
 
 log = logging.getLogger("benchmarks.drift_check")
 CHECK_DATE = date(2026, 1, 1)
@@ -66,7 +66,7 @@ def baseline(reference: pd.DataFrame, current: pd.DataFrame) -> str:
 
 def full_check(reference: pd.DataFrame, current: pd.DataFrame, max_rows: int | None) -> str:
     inputs = day_inputs(sample_rows(reference, max_rows, 42), sample_rows(current, max_rows, 42))
-    evaluation = evaluate_day(inputs, DriftThresholds.from_settings(Settings()), history={}, check_date=CHECK_DATE)
+    evaluation = evaluate_day(inputs, DriftSettings(), history={}, check_date=CHECK_DATE)
     statuses = {r.metric: r.status for r in evaluation.rows if r.metric != "ks"}
     return ", ".join(f"{k}={v}" for k, v in statuses.items())
 
@@ -76,7 +76,10 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame) -> str:
 
     featurizer = DriftFeaturizer().fit(reference)
     ref, cur = sample_rows(reference, DEFAULT_MAX_ROWS, 42), sample_rows(current, DEFAULT_MAX_ROWS, 42)
-    snapshot = data_drift_report(featurizer.transform(ref), featurizer.transform(cur), featurizer.feature_names)
+    rules = DriftSettings()
+    snapshot = data_drift_report(
+        featurizer.transform(ref), featurizer.transform(cur), featurizer.feature_names, threshold=rules.ks_p_value, drift_share=rules.feature_share
+    )
     return f"{len(snapshot.get_html_str(as_iframe=False)) / 1e6:.1f} MB of HTML"
 
 

@@ -27,7 +27,7 @@ from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_
 from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.batch import score_products
 from rakuten_ml.scoring.device import select_device
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import IngestSettings, Settings
 from rakuten_ml.storage.database import image_scores, predictions
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
@@ -36,7 +36,7 @@ from rakuten_ml.training.train import train_and_register
 def snapshot_of(platform: Platform, rows: int, seed: int, images: int = 0) -> str:
     store = open_store(f"{platform.settings.home}/catalogues/{rows}-{seed}", platform.settings)
     generate_catalogue(store, "", CatalogueSpec(rows=rows, images=images, seed=seed))
-    return ingest(source_store=store, source_prefix="", target_store=platform.store, engine=platform.engine, require_image=False).snapshot_id
+    return ingest(source_store=store, source_prefix="", target_store=platform.store, engine=platform.engine, policy=IngestSettings(image_policy="optional")).snapshot_id
 
 
 def naive_loop(platform: Platform, model: ResolvedModel, products: pd.DataFrame, partition_size: int = 500) -> float:
@@ -96,7 +96,7 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
     threads = torch.get_num_threads()
     for label, update in variants:
         torch.set_num_threads(threads)  # a variant that decodes in a worker gives the networks fewer threads
-        variant = Platform(platform.settings.model_copy(update={**update, "scoring_image_cache": False})).prepare()
+        variant = Platform(platform.settings.replace(**update, scoring_image_cache=False)).prepare()
         placement.messages.clear()
         batched_rate(variant, mm_snapshot, fused, f"bench-fused-warm-{label}")  # model load, first-batch setup
         worker_decisions += [(label, message) for message in placement.messages if "decoding" in message]
@@ -104,7 +104,7 @@ def fused_section(platform: Platform, n_products: int) -> list[str]:
         rows.append(f"| batched scoring engine, {label}, every photo through the backbones (median of 3) | {rate:,.1f} | {rate / naive:.1f}x |")
         codes[label] = _run_codes(variant, f"bench-fused-{label}-0")
     torch.set_num_threads(threads)
-    nightly = Platform(platform.settings.model_copy(update={"scoring_image_cache": True})).prepare()
+    nightly = Platform(platform.settings.replace(scoring_image_cache=True)).prepare()
     batched_rate(nightly, mm_snapshot, fused, "bench-fused-first-night")  # stores every photo's output
     for share_new in (0.1, 0.0):
         rate = _median_rate(nightly, mm_snapshot, fused, f"bench-fused-night-{share_new}",

@@ -34,7 +34,7 @@ from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec, generate_ca
 from rakuten_ml.data.ingest import ingest
 from rakuten_ml.registry.resolve import load_classifier, resolve_model
 from rakuten_ml.resources import Platform
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import IngestSettings, Settings
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
 from serving.app import TORCH_THREADS_ENV, torch_threads_per_worker
@@ -75,7 +75,7 @@ def build_model(home: Path, rows: int, modalities: tuple[str, ...]) -> Settings:
     catalogue = open_store(settings.catalogue_url, settings)
     generate_catalogue(catalogue, "", CatalogueSpec(rows=rows, images=rows if with_images else 0, seed=11))
     snapshot = ingest(source_store=catalogue, source_prefix="", target_store=platform.store, engine=platform.engine,
-                      require_image=with_images).snapshot_id
+                      policy=IngestSettings(image_policy="require" if with_images else "optional")).snapshot_id
     result = train_and_register(platform, snapshot_id=snapshot, modalities=modalities, reason="serving benchmark")
     log.info("registered %s v%s", result.model_name, result.model_version)
     return settings

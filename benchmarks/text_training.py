@@ -22,6 +22,7 @@ from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.calibration import expected_calibration_error, log_loss_at, softmax
 from rakuten_ml.models.text_cleaning import build_corpus
 from rakuten_ml.models.text_model import TextClassifier
+from rakuten_ml.settings import Settings, TrainingSettings
 from rakuten_ml.training.split import stratified_split
 
 
@@ -29,7 +30,8 @@ def load(rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     x, y = generate_frames(CatalogueSpec(rows=rows, seed=42))
     products = x.assign(prdtypecode=y["prdtypecode"].to_numpy())
     products["description"] = products["description"].fillna("")
-    return stratified_split(products, 0.2, 42)
+    training = TrainingSettings()
+    return stratified_split(products, training.validation_share, Settings().random_seed)
 
 
 def fit_seed_pipeline(train: pd.DataFrame, evaluation: pd.DataFrame) -> float:

@@ -50,9 +50,9 @@ def latest_event_extra(events: Iterable[Any]) -> dict[str, Any]:
 
 def scoring_queue() -> str:
     """The queue of the nightly scoring's partition tasks (``RAKUTEN_SCORING_QUEUE``), read when the DAG is parsed."""
-    from rakuten_ml.settings import Settings
+    from rakuten_ml.settings import ScoringSettings
 
-    return Settings().scoring_queue
+    return ScoringSettings().queue
 
 
 def job_context(context: Mapping[str, Any]) -> Any:

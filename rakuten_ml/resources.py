@@ -52,6 +52,6 @@ class Platform:
 
     def init_labelled_products(self) -> None:
         """Create the labelled-products source table (embedded default and first deployments)."""
-        if self.settings.labelled_products_table:
-            table = labelled_products_table(self.settings.labelled_products_table)
+        if self.settings.ingest.labelled_products_table:
+            table = labelled_products_table(self.settings.ingest.labelled_products_table)
             table.metadata.create_all(self.engine, checkfirst=True)

@@ -155,14 +155,14 @@ def create_app(
         prediction_logger=prediction_logger
         or PredictionLogger(
             lambda: platform.prepare().engine,
-            batch_size=settings.serving_log_batch_size,
-            flush_interval_s=settings.serving_log_flush_s,
+            batch_size=settings.serving.log_batch_size,
+            flush_interval_s=settings.serving.log_flush_s,
             metrics=metrics,
         ),
         batcher=batcher
         or MicroBatcher(
-            max_products=settings.serving_batch_max_products,
-            max_wait_s=settings.serving_batch_wait_ms / 1000.0,
+            max_products=settings.serving.batch_max_products,
+            max_wait_s=settings.serving.batch_wait_ms / 1000.0,
             metrics=metrics,
             requests_in_flight=predicting,
         ),
@@ -176,7 +176,7 @@ def create_app(
         import torch
 
         # Unset: every CPU this container may use (torch's own default counts the node's cores).
-        torch.set_num_threads(settings.serving_torch_threads or available_cpus())
+        torch.set_num_threads(settings.serving.torch_threads or available_cpus())
         state.batcher.start()
         if load_models:
             await run_in_threadpool(state.manager.start)  # first load: seconds of I/O, off the event loop
@@ -226,7 +226,7 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, workers: int | None = 
 
     import uvicorn
 
-    workers = workers or Settings().serving_workers
+    workers = workers or Settings().serving.workers
     if workers > 1 and not os.environ.get(TORCH_THREADS_ENV):
         os.environ[TORCH_THREADS_ENV] = str(torch_threads_per_worker(workers))
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):

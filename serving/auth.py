@@ -31,7 +31,7 @@ def token_matches(header_value: str, expected: str) -> bool:
 
 
 def require_admin(state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-    secret = state.settings.api_admin_token
+    secret = state.settings.serving.admin_token
     expected = secret.get_secret_value() if secret is not None else ""
     if not expected:
         raise ApiError(503, "admin_disabled", "admin API is disabled: set RAKUTEN_API_ADMIN_TOKEN on the server to enable it")

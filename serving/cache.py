@@ -53,17 +53,17 @@ class PredictionCache:
     @classmethod
     def from_settings(cls, settings: Settings, metrics: ServingMetrics | None = None) -> PredictionCache:
         client = None
-        if settings.serving_cache_enabled:
+        if settings.serving.cache_enabled:
             import redis
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
             # no retries (redis-py's default backs off for seconds): a miss costs less than waiting
             client = redis.Redis.from_url(
-                settings.serving_redis_url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
+                settings.serving.redis_url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
                 retry=Retry(NoBackoff(), 0),
             )
-        return cls(client, prefix=settings.serving_cache_prefix, ttl_s=settings.serving_cache_ttl_s, metrics=metrics)
+        return cls(client, prefix=settings.serving.cache_prefix, ttl_s=settings.serving.cache_ttl_s, metrics=metrics)
 
     @property
     def enabled(self) -> bool:

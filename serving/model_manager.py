@@ -94,8 +94,8 @@ def load_checked(settings: Settings, resolved: ResolvedModel) -> Any:
     # Requests carry a few images: decoding them in DataLoader worker processes would cost more
     # than it saves, so serving decodes in-process (on the dataset's thread pool).
     # ONNX Runtime sessions are timed on micro-batches of a few requests, the batches serving runs.
-    tune_image_model(getattr(classifier, "image_model", None), num_workers=0, cpu_bf16=settings.vision_cpu_bf16,
-                     cpu_runtime=settings.vision_cpu_runtime, cpu_int8=settings.vision_cpu_int8,
+    tune_image_model(getattr(classifier, "image_model", None), num_workers=0, cpu_bf16=settings.vision.cpu_bf16,
+                     cpu_runtime=settings.vision.cpu_runtime, cpu_int8=settings.vision.cpu_int8,
                      probe_batch=SERVING_PROBE_BATCH, onnx_cache=onnx_export_cache(settings))
     try:
         out = classifier.predict(pd.DataFrame({"designation": ["smoke test"], "description": [""]}), None)
@@ -123,7 +123,7 @@ class ModelManager:
         self._resolve = resolver
         self._load = loader
         self._models = ModelSet()
-        self._share = settings.ab_challenger_share
+        self._share = settings.ab.challenger_share
         self._refresh_lock = threading.Lock()  # one refresh at a time; requests never take it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -222,11 +222,11 @@ class ModelManager:
             self._thread.start()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.settings.serving_poll_interval_s):
+        while not self._stop.wait(self.settings.serving.poll_interval_s):
             try:
                 self.refresh()
             except Exception:  # noqa: BLE001 - the poller must outlive any single bad poll
-                log.exception("model alias poll failed; retrying in %.1fs", self.settings.serving_poll_interval_s)
+                log.exception("model alias poll failed; retrying in %.1fs", self.settings.serving.poll_interval_s)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

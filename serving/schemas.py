@@ -31,7 +31,7 @@ from rakuten_ml.labels import CLASS_CODES, KNOWN_CODES
 
 MAX_IMAGE_BASE64_CHARS = 4 * math.ceil(MAX_IMAGE_BYTES / 3)
 _BASE64_SLACK = 1024  # line breaks of MIME-wrapped base64
-# Schema ceiling of a batch; the runtime limit is Settings.serving_max_batch_size (default 64).
+# Schema ceiling of a batch; the runtime limit is Settings.serving.max_batch_size (default 64).
 HARD_MAX_BATCH = 1024
 TOP_K = 3
 _WHITESPACE = re.compile(r"\s+")

@@ -18,20 +18,15 @@ from typing import Any
 
 from PIL import Image
 
+from rakuten_ml.data.limits import MAX_DESCRIPTION_CHARS as MAX_DESCRIPTION_CHARS
+from rakuten_ml.data.limits import MAX_DESIGNATION_CHARS as MAX_DESIGNATION_CHARS
+from rakuten_ml.data.limits import MAX_ID as MAX_ID
+from rakuten_ml.data.limits import MAX_IMAGE_BYTES as MAX_IMAGE_BYTES
+from rakuten_ml.data.limits import MAX_IMAGE_SIDE as MAX_IMAGE_SIDE
 from rakuten_ml.labels import KNOWN_CODES
 
 CONTRACT_VERSION = "1"
 
-# Bounds with a wide margin over the real data (designation max 250 chars, description
-# max 12,000): anything longer is a broken export, not a product.
-MAX_DESIGNATION_CHARS = 1_000
-MAX_DESCRIPTION_CHARS = 30_000
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-# Product photos are at most a few megapixels; a 16-megapixel ceiling keeps a hostile image
-# from costing seconds of decode (and hundreds of MB: PNG has no draft mode) while leaving
-# room for any real one. Serving applies it as is; ingestion reads Settings.ingest_max_image_side.
-MAX_IMAGE_SIDE = 4096
-MAX_ID = 2**63 - 1
 # A quarantined field is kept whole up to this size so a person can fix and replay the row; beyond it
 # (a 20 MB description is a broken export) it is cut, and the row's location names the full original.
 MAX_QUARANTINED_FIELD_CHARS = 100_000

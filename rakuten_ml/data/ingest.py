@@ -26,7 +26,6 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from rakuten_ml.data.contract import (
-    MAX_IMAGE_SIDE,
     ProductRow,
     RawRecord,
     Reason,
@@ -38,6 +37,7 @@ from rakuten_ml.data.contract import (
 from rakuten_ml.data.snapshot import IngestRunRecord, SnapshotManifest, write_snapshot
 from rakuten_ml.data.sources import CatalogueFilesSource, PostgresLabelledSource, SourceBatch
 from rakuten_ml.errors import InvalidObjectKeyError, ObjectNotFoundError, RakutenError, UnreadableObjectError
+from rakuten_ml.settings import IngestSettings
 from rakuten_ml.storage.object_store import ObjectStore, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ class ImageChecker:
     """
 
     def __init__(
-        self, source_store: ObjectStore, target_store: ObjectStore, *, require_image: bool, workers: int = 8,
-        max_image_side: int = MAX_IMAGE_SIDE,
+        self, source_store: ObjectStore, target_store: ObjectStore, *, require_image: bool, max_image_side: int, workers: int = 8,
     ) -> None:
         self.source_store = source_store
         self.target_store = target_store
@@ -191,8 +190,7 @@ def ingest_batches(
     source_store: ObjectStore,
     target_store: ObjectStore,
     engine: Engine,
-    require_image: bool = True,
-    max_image_side: int = MAX_IMAGE_SIDE,
+    policy: IngestSettings,
     ingest_run_id: str | None = None,
     started_at: datetime | None = None,
 ) -> IngestResult:
@@ -211,7 +209,9 @@ def ingest_batches(
                 rejections.append(outcome)
             else:
                 candidates.append(_Candidate(record, outcome))
-    checker = ImageChecker(source_store, target_store, require_image=require_image, max_image_side=max_image_side)
+    checker = ImageChecker(
+        source_store, target_store, require_image=policy.image_policy == "require", max_image_side=policy.max_image_side
+    )
     candidates, image_rejections = checker.check(candidates)
     rejections.extend(image_rejections)
     candidates, superseded = resolve_duplicates(candidates)
@@ -234,33 +234,30 @@ def ingest(
     source_prefix: str,
     target_store: ObjectStore,
     engine: Engine,
+    policy: IngestSettings,
     labelled_engine: Engine | None = None,
-    labelled_table: str | None = None,
-    require_image: bool = True,
-    x_file: str = "X_train_update.csv",
-    y_file: str = "Y_train_CVw08PX.csv",
-    image_folder: str = "image_train",
-    max_image_side: int = MAX_IMAGE_SIDE,
-    max_encoding_error_share: float = 0.01,
     ingest_run_id: str | None = None,
 ) -> IngestResult:
-    """Ingest the catalogue files at ``source_prefix`` and, when given, the labelled-products table.
+    """Ingest the catalogue files at ``source_prefix`` and, with ``labelled_engine``, the labelled-products table
+    (``policy`` names the files, the table and what a row must satisfy).
 
     ``ingest_run_id`` names the run's record (an Airflow run id makes a task retry replace its own
     record); without one a new id is made.
     """
     started_at = datetime.now(UTC)
     files = CatalogueFilesSource(
-        source_store, source_prefix, x_file=x_file, y_file=y_file, image_folder=image_folder,
-        max_encoding_error_share=max_encoding_error_share,
+        source_store, source_prefix, x_file=policy.x_file, y_file=policy.y_file, image_folder=policy.image_folder,
+        max_encoding_error_share=policy.max_encoding_error_share,
     )
     batches = [files.read()]
-    if labelled_engine is not None and labelled_table:
-        table_source = PostgresLabelledSource(labelled_engine, labelled_table, image_prefix=source_prefix, image_folder=image_folder)
+    if labelled_engine is not None and policy.labelled_products_table:
+        table_source = PostgresLabelledSource(
+            labelled_engine, policy.labelled_products_table, image_prefix=source_prefix, image_folder=policy.image_folder
+        )
         batches.append(table_source.read())
     result = ingest_batches(
-        batches, source_store=source_store, target_store=target_store, engine=engine, require_image=require_image,
-        max_image_side=max_image_side, ingest_run_id=ingest_run_id, started_at=started_at,
+        batches, source_store=source_store, target_store=target_store, engine=engine, policy=policy,
+        ingest_run_id=ingest_run_id, started_at=started_at,
     )
     log.info("ingest done: %s", result.summary())
     return result

@@ -236,10 +236,10 @@ class CatalogueFilesSource:
         store: ObjectStore,
         prefix: str = "",
         *,
-        x_file: str = "X_train_update.csv",
-        y_file: str = "Y_train_CVw08PX.csv",
-        image_folder: str = "image_train",
-        max_encoding_error_share: float = 0.01,
+        x_file: str,
+        y_file: str,
+        image_folder: str,
+        max_encoding_error_share: float,
     ) -> None:
         self.store = store
         self.prefix = prefix.strip("/")
@@ -350,7 +350,7 @@ class PostgresLabelledSource:
 
     name = "postgres"
 
-    def __init__(self, engine: Engine, table: str, *, image_prefix: str = "", image_folder: str = "image_train") -> None:
+    def __init__(self, engine: Engine, table: str, *, image_folder: str, image_prefix: str = "") -> None:
         self.engine = engine
         self.table_name = table
         self.image_prefix = image_prefix

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
-from rakuten_ml.labels import DEFAULT_MAPPING, LabelMapping
+from rakuten_ml.labels import LabelMapping
 from rakuten_ml.models.calibration import expected_calibration_error
 
 
@@ -28,7 +28,7 @@ class EvaluationReport:
         }
 
 
-def evaluate_proba(y_codes: np.ndarray, proba: np.ndarray, mapping: LabelMapping = DEFAULT_MAPPING, threshold: float = 0.8) -> EvaluationReport:
+def evaluate_proba(y_codes: np.ndarray, proba: np.ndarray, mapping: LabelMapping, threshold: float) -> EvaluationReport:
     """Accuracy, weighted/macro F1, log-loss, ECE, auto/review split and per-class scores."""
     y_idx = mapping.encode(y_codes)
     pred_idx = proba.argmax(axis=1)

@@ -28,14 +28,8 @@ def run_ingest(*, source: str | None = None, use_labelled_table: bool = True, ru
         source_prefix="",
         target_store=platform.store,
         engine=platform.engine,
-        labelled_engine=platform.engine if use_labelled_table and settings.labelled_products_table else None,
-        labelled_table=settings.labelled_products_table or None,
-        require_image=settings.image_policy == "require",
-        x_file=settings.x_file,
-        y_file=settings.y_file,
-        image_folder=settings.image_folder,
-        max_image_side=settings.ingest_max_image_side,
-        max_encoding_error_share=settings.ingest_max_encoding_error_share,
+        policy=settings.ingest,
+        labelled_engine=platform.engine if use_labelled_table else None,
         ingest_run_id=run_id,
     )
     return result.summary()

@@ -33,7 +33,7 @@ def decide(ctx: JobContext) -> dict[str, Any]:
         recent=recent,
         reason=ctx.param("reason"),
         force=bool(ctx.param("force", False)),
-        cooldown_hours=platform.settings.retrain_cooldown_hours,
+        cooldown_hours=platform.settings.drift.retrain_cooldown_hours,
         as_of=ctx.logical_date,  # None for asset-triggered runs: the triggering alerts' time is used
     )
 

@@ -98,7 +98,7 @@ class LifeCycle:
         """The day's export lands in the object store: yesterday's products plus today's batch."""
         self.batches.append(self.story.batch(day, drifted))
         store = open_store(self.platform.settings.object_store_url, self.platform.settings)
-        total = catalogue_feed.publish(store, self.platform.settings.catalogue_prefix, self.batches)
+        total = catalogue_feed.publish(store, self.platform.settings.ingest.catalogue_prefix, self.batches)
         self.timeline.notes.append(f"day {day}: {self.batches[-1].rows} new products{' (drifted)' if drifted else ''}, {total} in the export")
 
     # --- Airflow ------------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class LifeCycle:
         products, images = catalogue_feed.held_out(store, f"{LIVE_PREFIX}/day-{day}", self.story.live(day, rows, drifted))
         summary = send_traffic(self.stack.serving_url, products, images, feedback_share=1.0, seed=self.story.seed + day)
         self.timeline.traffic.append({"day": day, **summary.as_dict()})
-        time.sleep(self.platform.settings.serving_log_flush_s + 1.0)  # the prediction log reaches the database
+        time.sleep(self.platform.settings.serving.log_flush_s + 1.0)  # the prediction log reaches the database
 
     # --- the story ----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -217,7 +217,7 @@ class LifeCycle:
         settings = self.platform.settings
         store = open_store(settings.object_store_url, settings)
         noisy = [replace(spec, drift=replace(spec.drift, label_noise=BAD_EXPORT_NOISE)) for spec in self.batches]
-        catalogue_feed.relabel(store, settings.catalogue_prefix, BAD_EXPORT_PREFIX, noisy)
+        catalogue_feed.relabel(store, settings.ingest.catalogue_prefix, BAD_EXPORT_PREFIX, noisy)
         self.timeline.notes.append(f"day 6: a partner's export of the same products with {BAD_EXPORT_NOISE:.0%} of the labels wrong")
         ingest = self.trigger(6, "ingest_products", 1, conf={"source": join_url(settings.object_store_url, BAD_EXPORT_PREFIX),
                                                              "labelled_table": True})

@@ -79,14 +79,15 @@ def has_usable_text(frame: pd.DataFrame) -> np.ndarray:
     return ((designation.str.strip() != "") | (description.str.strip() != "")).to_numpy()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FusedClassifier:
-    """The whole product classifier: what is registered, scored and served."""
+    """The whole product classifier: what is registered, scored and served (its weight and threshold come
+    from ``Settings.training`` when it is trained, and travel with it)."""
 
     text_model: TextModel | None = None
     image_model: ImageModel | None = None
-    image_weight: float = 0.6
-    confidence_threshold: float = 0.8
+    image_weight: float
+    confidence_threshold: float
     mapping: LabelMapping = DEFAULT_MAPPING
     metadata: dict[str, Any] = field(default_factory=dict)
 

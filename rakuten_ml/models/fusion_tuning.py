@@ -24,10 +24,11 @@ def search_image_weight(
     has_text: np.ndarray,
     has_image: np.ndarray,
     y_idx: np.ndarray,
+    *,
+    default: float,
     grid: tuple[float, ...] = DEFAULT_GRID,
-    default: float = 0.6,
 ) -> FusionSearch:
-    """Weighted F1 for each image weight; ties go to the one closest to the seed's 0.6."""
+    """Weighted F1 for each image weight; ties go to the one closest to ``default`` (the seed's 0.6)."""
     scores: dict[float, float] = {}
     for weight in grid:
         fused, _ = fuse_probabilities(p_text, p_image, has_text, has_image, weight)

@@ -17,7 +17,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer, imag
 from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.contract import ACCURACY_TAG, EVALUATION_REPORT, SNAPSHOT_TAG
 from rakuten_ml.resources import Platform
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import DriftSettings, Settings
 from rakuten_ml.storage.database import drift_checks, feedback, prediction_log, predictions, upsert
 from rakuten_ml.storage.object_store import ObjectNotFoundError, ObjectStore
 
@@ -63,28 +63,6 @@ DEFAULT_MAX_ROWS = 20_000
 # Images per side for the image statistics: object-store reads dominate, and a per-image mean needs
 # only a few hundred values for KS to see a brightness or colour-cast change.
 DEFAULT_IMAGE_SAMPLE = 300
-
-
-@dataclass(frozen=True)
-class DriftThresholds:
-    """The rule thresholds, named as in :class:`Settings` (which holds the seed defaults and their reasons)."""
-
-    drift_ks_p_value: float
-    drift_feature_share: float
-    drift_multiple_testing: st.MultipleTesting
-    drift_consecutive_days: int
-    drift_min_rows: int
-    prediction_kl_threshold: float
-    confidence_drift_threshold: float
-    confidence_window_days: int
-    concept_max_drop: float
-    concept_window_days: int
-    concept_min_feedback: int
-    concept_p_value: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DriftThresholds:
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -133,7 +111,7 @@ _num = finite_or_none  # JSON- and SQL-safe float: NaN/inf become None
 
 
 def data_drift_rows(
-    reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[str], thresholds: DriftThresholds
+    reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[str], rules: DriftSettings
 ) -> list[CheckRow]:
     """One KS row per feature and the day's data-drift row (status drift/ok, before the consecutive rule)."""
     tests = st.ks_tests(reference, current, features)
@@ -143,16 +121,16 @@ def data_drift_rows(
             t.feature,
             _num(t.statistic),
             _num(t.p_value),
-            thresholds.drift_ks_p_value,
-            STATUS_NO_DATA if not t.tested else (STATUS_DRIFT if t.drifted(thresholds.drift_ks_p_value) else STATUS_OK),
+            rules.ks_p_value,
+            STATUS_NO_DATA if not t.tested else (STATUS_DRIFT if t.drifted(rules.ks_p_value) else STATUS_OK),
             {"n_reference": t.n_reference, "n_current": t.n_current},
         )
         for t in tests
     ]
     decision = st.data_drift_decision(
-        tests, alpha=thresholds.drift_ks_p_value, share_threshold=thresholds.drift_feature_share, method=thresholds.drift_multiple_testing
+        tests, alpha=rules.ks_p_value, share_threshold=rules.feature_share, method=rules.multiple_testing
     )
-    enough = len(current) >= thresholds.drift_min_rows and decision.n_tested > 0
+    enough = len(current) >= rules.min_rows and decision.n_tested > 0
     status = STATUS_NO_DATA if not enough else (STATUS_DRIFT if decision.drifted else STATUS_OK)
     rows.append(
         CheckRow(
@@ -164,7 +142,7 @@ def data_drift_rows(
             status,
             {
                 "method": decision.method,
-                "alpha": thresholds.drift_ks_p_value,
+                "alpha": rules.ks_p_value,
                 "n_tested": decision.n_tested,
                 "drifted_features": list(decision.drifted_features),
                 "n_reference": len(reference),
@@ -184,13 +162,13 @@ def apply_consecutive_rule(row: CheckRow, history: Mapping[date, bool], check_da
                     row.details | {"consecutive_days": days, "required_days": required})
 
 
-def prediction_row(codes: np.ndarray, reference_counts: np.ndarray, thresholds: DriftThresholds, source: str) -> CheckRow:
+def prediction_row(codes: np.ndarray, reference_counts: np.ndarray, rules: DriftSettings, source: str) -> CheckRow:
     reference = st.smooth_counts(reference_counts)
-    check = st.prediction_drift(codes, reference, CLASS_CODES, threshold=thresholds.prediction_kl_threshold, min_rows=thresholds.drift_min_rows)
+    check = st.prediction_drift(codes, reference, CLASS_CODES, threshold=rules.prediction_kl_threshold, min_rows=rules.min_rows)
     current = st.class_distribution(codes, CLASS_CODES)
     largest = np.argsort(-np.abs(current - reference))[:5]
     return CheckRow(
-        METRIC_PREDICTION, "prdtypecode", _num(check.statistic), None, thresholds.prediction_kl_threshold, _status(check),
+        METRIC_PREDICTION, "prdtypecode", _num(check.statistic), None, rules.prediction_kl_threshold, _status(check),
         {
             "n": check.n,
             "reference": source,
@@ -201,24 +179,24 @@ def prediction_row(codes: np.ndarray, reference_counts: np.ndarray, thresholds: 
     )
 
 
-def confidence_row(confidences: np.ndarray, thresholds: DriftThresholds) -> CheckRow:
-    check = st.confidence_drift(confidences, threshold=thresholds.confidence_drift_threshold, min_rows=thresholds.drift_min_rows)
-    return CheckRow(METRIC_CONFIDENCE, "confidence", _num(check.statistic), None, thresholds.confidence_drift_threshold, _status(check),
-                    {"n": check.n, "window_days": thresholds.confidence_window_days})
+def confidence_row(confidences: np.ndarray, rules: DriftSettings) -> CheckRow:
+    check = st.confidence_drift(confidences, threshold=rules.confidence_threshold, min_rows=rules.min_rows)
+    return CheckRow(METRIC_CONFIDENCE, "confidence", _num(check.statistic), None, rules.confidence_threshold, _status(check),
+                    {"n": check.n, "window_days": rules.confidence_window_days})
 
 
 def concept_row(
-    predicted: np.ndarray, true: np.ndarray, baseline_accuracy: float | None, thresholds: DriftThresholds
+    predicted: np.ndarray, true: np.ndarray, baseline_accuracy: float | None, rules: DriftSettings
 ) -> CheckRow:
-    details: dict[str, Any] = {"n": int(len(predicted)), "window_days": thresholds.concept_window_days,
-                               "baseline_accuracy": baseline_accuracy, "max_drop": thresholds.concept_max_drop}
+    details: dict[str, Any] = {"n": int(len(predicted)), "window_days": rules.concept_window_days,
+                               "baseline_accuracy": baseline_accuracy, "max_drop": rules.concept_max_drop}
     if baseline_accuracy is None:
         return CheckRow(METRIC_CONCEPT, "accuracy", None, None, None, STATUS_NO_DATA, details | {"why": "no baseline accuracy"})
-    check = st.concept_drift(predicted, true, baseline_accuracy=baseline_accuracy, max_drop=thresholds.concept_max_drop,
-                             min_rows=thresholds.concept_min_feedback, significance=thresholds.concept_p_value)
+    check = st.concept_drift(predicted, true, baseline_accuracy=baseline_accuracy, max_drop=rules.concept_max_drop,
+                             min_rows=rules.concept_min_feedback, significance=rules.concept_p_value)
     drop = baseline_accuracy - check.statistic if check.n else None
     return CheckRow(METRIC_CONCEPT, "accuracy", _num(check.statistic), _num(check.p_value), check.threshold, _status(check),
-                    details | {"drop": _num(drop), "significance": thresholds.concept_p_value})
+                    details | {"drop": _num(drop), "significance": rules.concept_p_value})
 
 
 def _status(check: st.ThresholdCheck) -> str:
@@ -228,7 +206,7 @@ def _status(check: st.ThresholdCheck) -> str:
 
 
 def evaluate_day(
-    inputs: DayInputs, thresholds: DriftThresholds, *, history: Mapping[date, bool], check_date: date,
+    inputs: DayInputs, rules: DriftSettings, *, history: Mapping[date, bool], check_date: date,
     featurizer: DriftFeaturizer | None = None,
 ) -> DayEvaluation:
     """All four rules on one day's inputs; ``history`` holds the previous days' data-drift verdicts.
@@ -251,11 +229,11 @@ def evaluate_day(
         reference = pd.concat([reference, inputs.reference_images.reset_index(drop=True)], axis=1)
         current = pd.concat([current, inputs.current_images.reset_index(drop=True)], axis=1)
         features += list(IMAGE_FEATURES)
-    rows = data_drift_rows(reference, current, features, thresholds)
-    rows[-1] = apply_consecutive_rule(rows[-1], history, check_date, thresholds.drift_consecutive_days)
-    rows.append(prediction_row(inputs.window_codes, inputs.reference_class_counts, thresholds, inputs.reference_source))
-    rows.append(confidence_row(inputs.confidences, thresholds))
-    rows.append(concept_row(inputs.labelled_predicted, inputs.labelled_true, inputs.baseline_accuracy, thresholds))
+    rows = data_drift_rows(reference, current, features, rules)
+    rows[-1] = apply_consecutive_rule(rows[-1], history, check_date, rules.consecutive_days)
+    rows.append(prediction_row(inputs.window_codes, inputs.reference_class_counts, rules, inputs.reference_source))
+    rows.append(confidence_row(inputs.confidences, rules))
+    rows.append(concept_row(inputs.labelled_predicted, inputs.labelled_true, inputs.baseline_accuracy, rules))
     return DayEvaluation(rows, reference, current, tuple(features))
 
 
@@ -497,11 +475,11 @@ def run_drift_checks(
     comes from the registry unless given.
     """
     settings = platform.settings
-    thresholds = DriftThresholds.from_settings(settings)
+    rules = settings.drift
     check_date, as_of = _as_of(check_date, as_of)
-    window_days = window_days or settings.drift_window_days
+    window_days = window_days or settings.drift.window_days
     start, end = window_bounds(as_of, window_days)
-    widest = max(window_days, thresholds.confidence_window_days, thresholds.concept_window_days)
+    widest = max(window_days, rules.confidence_window_days, rules.concept_window_days)
     loaded = load_predictions(platform.engine, as_of - timedelta(days=widest), end, model_version)
     model_version = model_version or primary_model_version(latest_per_product(loaded, start))
     if model_version is None:
@@ -510,16 +488,16 @@ def run_drift_checks(
     loaded = loaded[loaded["model_version"].astype(str) == model_version]
     reference = _reference(settings, model_version, reference_snapshot_id, baseline_accuracy)
     inputs = load_day_inputs(
-        platform, loaded, reference, start=start, as_of=as_of, thresholds=thresholds,
+        platform, loaded, reference, start=start, as_of=as_of, rules=rules,
         current_snapshot_id=current_snapshot_id, max_rows=max_rows, image_sample=image_sample,
     )
-    history = drift_history(platform.engine, model_version, check_date, thresholds.drift_consecutive_days)
-    evaluation = evaluate_day(inputs, thresholds, history=history, check_date=check_date,
+    history = drift_history(platform.engine, model_version, check_date, rules.consecutive_days)
+    evaluation = evaluate_day(inputs, rules, history=history, check_date=check_date,
                               featurizer=DriftFeaturizer(random_state=settings.random_seed))
     rows = evaluation.rows
     report_key = None
     if write_report and len(evaluation.current_features) and len(evaluation.reference_features):
-        report_key = _write_report(platform.store, check_date, evaluation, thresholds)
+        report_key = _write_report(platform.store, check_date, evaluation, rules)
         rows = [CheckRow(**{**asdict(r), "details": r.details | {"report_key": report_key}}) if r.metric == METRIC_DATA else r
                 for r in rows]
     store_results(platform.engine, check_date, model_version, rows, datetime.now(UTC))
@@ -537,7 +515,7 @@ def load_day_inputs(
     *,
     start: datetime,
     as_of: datetime,
-    thresholds: DriftThresholds,
+    rules: DriftSettings,
     current_snapshot_id: str | None = None,
     max_rows: int | None = DEFAULT_MAX_ROWS,
     image_sample: int = DEFAULT_IMAGE_SAMPLE,
@@ -557,9 +535,9 @@ def load_day_inputs(
     else:
         labels = reference_products["prdtypecode"].astype(int).value_counts()
         reference_counts, source = np.array([float(labels.get(c, 0)) for c in CLASS_CODES]), "training_labels"
-    concept = latest_per_product(loaded, as_of - timedelta(days=thresholds.concept_window_days)).dropna(subset=["productid"])
+    concept = latest_per_product(loaded, as_of - timedelta(days=rules.concept_window_days)).dropna(subset=["productid"])
     labelled = concept.merge(load_labels(engine, concept["productid"].tolist()), on="productid")
-    confidence = latest_per_product(loaded, as_of - timedelta(days=thresholds.confidence_window_days))
+    confidence = latest_per_product(loaded, as_of - timedelta(days=rules.confidence_window_days))
     reference_images = load_image_statistics(store, reference_products, image_sample, seed)
     current_images = load_image_statistics(store, current_products, image_sample, seed)
     if reference_images is None or current_images is None:  # images on one side only: nothing to compare
@@ -590,11 +568,11 @@ def _reference(settings: Settings, model_version: str, snapshot_id: str | None, 
     )
 
 
-def _write_report(store: ObjectStore, check_date: date, evaluation: DayEvaluation, thresholds: DriftThresholds) -> str:
+def _write_report(store: ObjectStore, check_date: date, evaluation: DayEvaluation, rules: DriftSettings) -> str:
     from rakuten_ml.monitoring.evidently_report import data_drift_report, report_key, save_report
 
     snapshot = data_drift_report(
         evaluation.reference_features, evaluation.current_features, evaluation.tested_features,
-        method="ks", threshold=thresholds.drift_ks_p_value, drift_share=thresholds.drift_feature_share,
+        method="ks", threshold=rules.ks_p_value, drift_share=rules.feature_share,
     )
     return save_report(store, report_key(check_date), snapshot)

@@ -37,9 +37,9 @@ def data_drift_report(
     current: pd.DataFrame,
     columns: Sequence[str],
     *,
+    threshold: float,
+    drift_share: float,
     method: str = "ks",
-    threshold: float = 0.05,
-    drift_share: float = 0.3,
 ) -> Snapshot:
     """Run ``DataDriftPreset`` on the numeric drift features (``method="ks"``: p-values; ``"kl_div"``: divergences)."""
     from evidently import DataDefinition, Dataset, Report

@@ -67,7 +67,7 @@ class DriftMetrics:
 
 
 def textfile_path(settings: Settings) -> Path:
-    return textfiles.textfile_path(settings, settings.drift_metrics_textfile, TEXTFILE_NAME)
+    return textfiles.textfile_path(settings, settings.drift.metrics_textfile, TEXTFILE_NAME)
 
 
 def write_textfile(engine: Engine, path: Path) -> Path:

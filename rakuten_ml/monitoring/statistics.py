@@ -169,7 +169,7 @@ def confidence_drift(confidences: Sequence[float], *, threshold: float, min_rows
 
 def concept_drift(
     predicted: Sequence[int], true: Sequence[int], *, baseline_accuracy: float, max_drop: float, min_rows: int,
-    significance: float = 1.0,
+    significance: float,
 ) -> ThresholdCheck:
     """Rolling accuracy on labelled feedback more than ``max_drop`` below the validation accuracy.
 

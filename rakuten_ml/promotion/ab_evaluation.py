@@ -111,9 +111,7 @@ def evaluate_ab_test(platform: Platform, *, actor: Actor, apply: bool = True, re
     champion, challenger = arm_stats(
         platform.engine, registry.name, state.champion, state.challenger, since=started["at"] if started else None
     )
-    decision = decide(
-        champion, challenger, alpha=settings.ab_alpha, min_samples=settings.ab_min_samples_per_arm, max_samples=settings.ab_max_samples_per_arm
-    )
+    decision = decide(champion, challenger, settings.ab)
     log.info("%s A/B v%s vs v%s: %s (%s)", registry.name, state.challenger, state.champion, decision.action, decision.reason)
     registry.set_tags(state.challenger, {"ab.decision": decision.action, "ab.reason": decision.reason[:4900]})
     move = None

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
+from rakuten_ml.settings import ABSettings
+
 Alternative = Literal["greater", "less", "two-sided"]
 Verdict = Literal["promote", "keep_testing", "reject"]
 
@@ -111,14 +113,10 @@ def _too_few_labels(champion: ArmStats, challenger: ArmStats, min_samples: int) 
 def decide(
     champion: ArmStats,
     challenger: ArmStats,
-    *,
-    alpha: float = 0.05,
-    min_samples: int = 200,
-    max_samples: int = 5000,
+    policy: ABSettings,
 ) -> ABDecision:
-    """promote / keep_testing / reject, with the numbers that led there."""
-    if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    """promote / keep_testing / reject, with the numbers that led there (``policy`` bounds alpha to (0, 0.5))."""
+    alpha, min_samples, max_samples = policy.alpha, policy.min_samples_per_arm, policy.max_samples_per_arm
     verdict: dict[str, Any] = {"champion": champion, "challenger": challenger, "alpha": alpha, "min_samples": min_samples, "max_samples": max_samples}
     if min(champion.n, challenger.n) < max(min_samples, 1):  # an empty arm has nothing to test, whatever min_samples
         champion_accuracy, challenger_accuracy = champion.accuracy, challenger.accuracy

@@ -25,6 +25,7 @@ from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor, PromotionEvent, record
 from rakuten_ml.registry.contract import EVALUATION_PRODUCTIDS, GATE_VERDICT_TAG, LAST_ACTION_TAG
 from rakuten_ml.resources import Platform
+from rakuten_ml.settings import GateSettings
 
 if TYPE_CHECKING:  # sklearn is only needed when the gate actually scores (keeps the CLI quick)
     from rakuten_ml.evaluation.metrics import EvaluationReport
@@ -102,13 +103,12 @@ class GateVerdict:
 def gate_verdict(
     candidate: EvaluationReport,
     champion: EvaluationReport,
+    policy: GateSettings,
     *,
-    tolerance: float = 0.01,
-    guardrail: float = 0.05,
-    min_support: int = 10,
     weak_classes: Sequence[int] = WEAK_CLASSES,
 ) -> GateVerdict:
     """Pure decision from two reports computed on the same rows."""
+    tolerance, guardrail, min_support = policy.f1_tolerance, policy.class_guardrail, policy.min_class_support
     if candidate.metrics["n_eval"] != champion.metrics["n_eval"]:
         raise GateError(f"reports cover {candidate.metrics['n_eval']:.0f} and {champion.metrics['n_eval']:.0f} rows; the gate needs the same evaluation set")
     classes = []
@@ -183,7 +183,7 @@ def _score(platform: Platform, version: str, frame: Any) -> EvaluationReport:
     # image models read their images by object-store key, as batch scoring does
     images = frame["image_key"].tolist() if "image" in classifier.modalities and "image_key" in frame else None
     proba, _modality = classifier.predict_proba(frame[["designation", "description"]], images, store=platform.store)
-    return evaluate_proba(frame["prdtypecode"].to_numpy(), proba, DEFAULT_MAPPING, settings.confidence_threshold)
+    return evaluate_proba(frame["prdtypecode"].to_numpy(), proba, DEFAULT_MAPPING, settings.training.confidence_threshold)
 
 
 def _audit_and_tag(platform: Platform, registry: ModelRegistry, event: PromotionEvent, tags: Mapping[str, object]) -> None:
@@ -283,9 +283,7 @@ def run_gate(platform: Platform, candidate: str, *, actor: Actor, registry: Mode
     verdict = gate_verdict(
         _score(platform, candidate, frame),
         _score(platform, state.champion, frame),
-        tolerance=settings.gate_f1_tolerance,
-        guardrail=settings.gate_class_guardrail,
-        min_support=settings.gate_min_class_support,
+        settings.gate,
     )
     log.info("gate %s v%s vs champion v%s: %s", "PASS" if verdict.passed else "FAIL", candidate, state.champion, "; ".join(verdict.reasons))
     _record_verdict(platform, registry, candidate, state.champion, verdict, eval_set, actor)

@@ -27,6 +27,7 @@ from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.registry.contract import ACCURACY_TAG
 from rakuten_ml.resources import Platform
+from rakuten_ml.settings import RollbackSettings
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +111,13 @@ def assess(
     n: int,
     correct: int,
     baseline_accuracy: float | None,
-    tolerance: float = 0.02,
-    min_samples: int = 100,
+    policy: RollbackSettings,
     error_rate: float | None = None,
-    max_error_rate: float = 0.05,
     p95_latency_ms: float | None = None,
-    max_p95_latency_ms: float = 1000.0,
 ) -> HealthCheck:
     """Pure: why (if at all) the champion counts as degraded."""
+    tolerance, min_samples = policy.tolerance, policy.min_samples
+    max_error_rate, max_p95_latency_ms = policy.max_error_rate, policy.max_p95_latency_ms
     # NaN/inf (Prometheus's 0/0 without traffic, a hand-set tag) is unknown: not judged, and kept out of the JSON summary
     baseline_accuracy, error_rate, p95_latency_ms = (finite_or_none(v) for v in (baseline_accuracy, error_rate, p95_latency_ms))
     reasons = []
@@ -203,7 +203,7 @@ def guard_champion(
     baseline = registry.version(state.champion).tags.get(BASELINE_TAG)
     if baseline is None:
         log.warning("%s v%s has no %s tag: only error rate and latency are checked", registry.name, state.champion, BASELINE_TAG)
-    n, correct = rolling_accuracy(platform.engine, registry.name, state.champion, settings.rollback_window)
+    n, correct = rolling_accuracy(platform.engine, registry.name, state.champion, settings.rollback.window)
     if p95_latency_ms is None:
         p95_latency_ms = serving_p95_latency_ms(platform.engine, registry.name, state.champion)
     check = assess(
@@ -211,12 +211,9 @@ def guard_champion(
         n=n,
         correct=correct,
         baseline_accuracy=None if baseline is None else float(baseline),
-        tolerance=settings.rollback_tolerance,
-        min_samples=settings.rollback_min_samples,
+        policy=settings.rollback,
         error_rate=error_rate,
-        max_error_rate=settings.rollback_max_error_rate,
         p95_latency_ms=p95_latency_ms,
-        max_p95_latency_ms=settings.rollback_max_p95_latency_ms,
     )
     if not check.degraded:
         message = f"champion v{state.champion} healthy: accuracy {check.accuracy} on {n} labels (baseline {baseline})"

@@ -137,7 +137,7 @@ def resolve_run_models(platform: Platform, *, version: str | None = None) -> Run
     settings = platform.settings
     champion = resolve_model(settings, version=version)
     challenger = None
-    if version is None and settings.ab_challenger_share > 0:
+    if version is None and settings.ab.challenger_share > 0:
         client = mlflow_client(settings)
         try:
             found = client.get_model_version_by_alias(settings.registered_model_name, CHALLENGER)
@@ -151,18 +151,18 @@ def resolve_run_models(platform: Platform, *, version: str | None = None) -> Run
                     f"{exc.message}; check that MLflow is up, then rerun the scoring (nothing was scored yet)"
                 ) from exc
             challenger = None
-    return RunModels(champion, challenger, settings.ab_challenger_share if challenger else 0.0, settings.ab_salt)
+    return RunModels(champion, challenger, settings.ab.challenger_share if challenger else 0.0, settings.ab.salt)
 
 
 def _classifier(platform: Platform, model: ResolvedModel) -> Any:
     settings = platform.settings
-    key = "|".join(str(part) for part in (settings.mlflow_tracking_uri, model.uri, settings.vision_num_workers,
-                                           settings.vision_cpu_bf16, settings.vision_cpu_runtime, settings.vision_cpu_int8))
+    key = "|".join(str(part) for part in (settings.mlflow_tracking_uri, model.uri, settings.vision.num_workers,
+                                           settings.vision.cpu_bf16, settings.vision.cpu_runtime, settings.vision.cpu_int8))
     if key not in _MODEL_CACHE:
         classifier = load_classifier(platform.settings, model)
-        tune_image_model(getattr(classifier, "image_model", None), num_workers=settings.vision_num_workers,
-                         cpu_bf16=settings.vision_cpu_bf16, cpu_runtime=settings.vision_cpu_runtime,
-                         cpu_int8=settings.vision_cpu_int8, onnx_cache=onnx_export_cache(settings))
+        tune_image_model(getattr(classifier, "image_model", None), num_workers=settings.vision.num_workers,
+                         cpu_bf16=settings.vision.cpu_bf16, cpu_runtime=settings.vision.cpu_runtime,
+                         cpu_int8=settings.vision.cpu_int8, onnx_cache=onnx_export_cache(settings))
         _MODEL_CACHE[key] = classifier
         while len(_MODEL_CACHE) > MODEL_CACHE_SIZE:
             evicted, _ = _MODEL_CACHE.popitem(last=False)
@@ -215,7 +215,7 @@ def _predict_reusing_images(classifier: Any, chunk: pd.DataFrame, store: Any, ca
 
 
 def _image_cache(platform: Platform, classifier: Any, model: ResolvedModel) -> ImageScoreCache | None:
-    if not platform.settings.scoring_image_cache or "image" not in classifier.modalities:
+    if not platform.settings.scoring.image_cache or "image" not in classifier.modalities:
         return None
     tag = output_tag(classifier.image_model)
     return ImageScoreCache(platform.engine, model.name, model.version, tag) if tag else None

@@ -44,10 +44,10 @@ def auto_batch_size(device: torch.device, image_size: int) -> int:
 def onnx_export_cache(settings: Settings) -> OnnxExportCache | None:
     """The settings' ONNX export cache (default ``<home>/cache/onnx``), or ``None`` where it is off
     (``vision_onnx_cache_mb=0``)."""
-    if settings.vision_onnx_cache_mb == 0:
+    if settings.vision.onnx_cache_mb == 0:
         return None
-    directory = (settings.vision_onnx_cache_dir or settings.home / "cache" / "onnx").expanduser()
-    return OnnxExportCache(directory, settings.vision_onnx_cache_mb * 1024**2)
+    directory = (settings.vision.onnx_cache_dir or settings.home / "cache" / "onnx").expanduser()
+    return OnnxExportCache(directory, settings.vision.onnx_cache_mb * 1024**2)
 
 
 def tune_image_model(

@@ -83,7 +83,7 @@ class ScoringMetrics:
 
 
 def textfile_path(settings: Settings) -> Path:
-    return textfiles.textfile_path(settings, settings.scoring_metrics_textfile, TEXTFILE_NAME)
+    return textfiles.textfile_path(settings, settings.scoring.metrics_textfile, TEXTFILE_NAME)
 
 
 def write_textfile(engine: Engine, path: Path) -> Path:

@@ -210,9 +210,8 @@ class S3ObjectStore:
             raise self._translate(exc) from exc
 
 
-def open_store(url: str, settings: Settings | None = None, *, create: bool = True) -> ObjectStore:
+def open_store(url: str, settings: Settings, *, create: bool = True) -> ObjectStore:
     """Open the store a URL names: ``s3://bucket/prefix`` or a local folder (``file://`` or a path)."""
-    settings = settings or Settings()
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://") :].partition("/")
         if not bucket:

@@ -6,7 +6,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 
-def stratified_split(products: pd.DataFrame, share: float = 0.2, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
+def stratified_split(products: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified by class (seed 42, 80/20 like the seed report); singleton classes stay in train."""
     counts = products["prdtypecode"].value_counts()
     rare = products["prdtypecode"].map(counts) < 2

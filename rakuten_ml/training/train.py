@@ -70,20 +70,20 @@ def vision_config(settings: Settings) -> Any:
     from rakuten_ml.models.vision.features import resolve_cpu_bf16
 
     overrides: dict[str, Any] = {
-        "seed": settings.random_seed, "num_workers": settings.vision_num_workers or 0, "progress": False,
-        "cpu_bf16": resolve_cpu_bf16(settings.vision_cpu_bf16),
+        "seed": settings.random_seed, "num_workers": settings.vision.num_workers or 0, "progress": False,
+        "cpu_bf16": resolve_cpu_bf16(settings.vision.cpu_bf16),
         "checkpoint_dir": str(settings.home / "checkpoints"),
     }
-    if settings.vision_max_epochs is not None:
-        overrides["max_epochs"] = settings.vision_max_epochs
-    if settings.vision_profile == "tiny":
+    if settings.vision.max_epochs is not None:
+        overrides["max_epochs"] = settings.vision.max_epochs
+    if settings.vision.profile == "tiny":
         config = VisionEnsembleConfig.tiny(**overrides)
     else:
-        config = VisionEnsembleConfig.full(dino_weights=settings.vision_dino_weights, **overrides)
-    weights = dict(item.split("=", 1) for item in settings.vision_weights.split(",") if "=" in item)
+        config = VisionEnsembleConfig.full(dino_weights=settings.vision.dino_weights, **overrides)
+    weights = dict(item.split("=", 1) for item in settings.vision.weights.split(",") if "=" in item)
     if weights:
         config = dataclasses.replace(config, weights_paths={**config.weights_paths, **{m.strip(): p.strip() for m, p in weights.items()}})
-    members = [m.strip() for m in settings.vision_members.split(",") if m.strip()]
+    members = [m.strip() for m in settings.vision.members.split(",") if m.strip()]
     if members:
         config = dataclasses.replace(
             config,
@@ -160,9 +160,9 @@ def train_and_register(
     snapshot_id = snapshot_id or latest_snapshot_id(platform.engine)
     products = load_products(platform.store, snapshot_id)
     _check_inputs(products, snapshot_id, modalities)
-    train, evaluation = stratified_split(products, settings.validation_share, settings.random_seed)
+    train, evaluation = stratified_split(products, settings.training.validation_share, settings.random_seed)
     use_image = "image" in modalities
-    fit_rows, tune_rows = stratified_split(train, settings.fusion_tune_share, settings.random_seed) if use_image else (train, None)
+    fit_rows, tune_rows = stratified_split(train, settings.training.fusion_tune_share, settings.random_seed) if use_image else (train, None)
 
     timings: dict[str, float] = {}
     text_model = image_model = None
@@ -172,7 +172,7 @@ def train_and_register(
         started = time.perf_counter()
         text_model = TextClassifier(random_state=settings.random_seed).fit(fit_rows[TEXT_COLUMNS], fit_rows["prdtypecode"].to_numpy())
         timings["train_seconds_text"] = time.perf_counter() - started
-    image_weight = settings.image_weight if "text" in modalities else 1.0
+    image_weight = settings.training.image_weight if "text" in modalities else 1.0
     fusion_scores: dict[float, float] = {}
     if use_image:
         from rakuten_ml.models.vision.ensemble import VisionEnsemble
@@ -186,13 +186,16 @@ def train_and_register(
         )
         timings["train_seconds_image"] = time.perf_counter() - started
         if text_model is not None:
-            tuner = FusedClassifier(text_model=text_model, image_model=image_model)
+            tuner = FusedClassifier(
+                text_model=text_model, image_model=image_model, image_weight=image_weight,
+                confidence_threshold=settings.training.confidence_threshold,
+            )
             p_text, p_image, has_text, has_image = tuner.modality_probabilities(tune_rows[TEXT_COLUMNS], tune_rows["image_key"].tolist(), platform.store)
-            search = search_image_weight(p_text, p_image, has_text, has_image, DEFAULT_MAPPING.encode(tune_rows["prdtypecode"]), default=settings.image_weight)
+            search = search_image_weight(p_text, p_image, has_text, has_image, DEFAULT_MAPPING.encode(tune_rows["prdtypecode"]), default=settings.training.image_weight)
             image_weight, fusion_scores = search.best_weight, search.scores
     classifier = FusedClassifier(
         text_model=text_model, image_model=image_model, image_weight=image_weight,
-        confidence_threshold=settings.confidence_threshold, mapping=DEFAULT_MAPPING,
+        confidence_threshold=settings.training.confidence_threshold, mapping=DEFAULT_MAPPING,
         metadata={"snapshot_id": snapshot_id, "modalities": list(modalities)},
     )
 
@@ -200,12 +203,12 @@ def train_and_register(
     images = evaluation["image_key"].tolist() if use_image else None
     p_text, p_image, has_text, has_image = classifier.modality_probabilities(evaluation[TEXT_COLUMNS], images, platform.store)
     proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, image_weight)
-    report = evaluate_proba(y_eval, proba, DEFAULT_MAPPING, settings.confidence_threshold)
+    report = evaluate_proba(y_eval, proba, DEFAULT_MAPPING, settings.training.confidence_threshold)
     by_modality: dict[str, EvaluationReport] = {}
     if p_text is not None and p_image is not None:
         by_modality = {
-            "text only": evaluate_proba(y_eval, p_text, DEFAULT_MAPPING, settings.confidence_threshold),
-            "image only (soft vote)": evaluate_proba(y_eval, p_image, DEFAULT_MAPPING, settings.confidence_threshold),
+            "text only": evaluate_proba(y_eval, p_text, DEFAULT_MAPPING, settings.training.confidence_threshold),
+            "image only (soft vote)": evaluate_proba(y_eval, p_image, DEFAULT_MAPPING, settings.training.confidence_threshold),
             f"fused (w_img={image_weight:.1f})": report,
         }
     robustness = _robustness(classifier, evaluation, platform) if use_image else {}
@@ -231,15 +234,15 @@ def train_and_register(
         "n_tune": 0 if tune_rows is None else len(tune_rows),
         "n_eval": len(evaluation),
         "split_seed": settings.random_seed,
-        "validation_share": settings.validation_share,
+        "validation_share": settings.training.validation_share,
         "image_weight": image_weight,
-        "confidence_threshold": settings.confidence_threshold,
+        "confidence_threshold": settings.training.confidence_threshold,
     }
     if text_model is not None:
         params |= {f"text.{k}": v for k, v in text_model.get_params().items()}
     if image_model is not None:
         config = image_model.config
-        params |= {"vision.profile": settings.vision_profile, "vision.backbones": config.backbones, "vision.weights": config.weights,
+        params |= {"vision.profile": settings.vision.profile, "vision.backbones": config.backbones, "vision.weights": config.weights,
                    "vision.image_size": config.image_size, "vision.max_epochs": config.max_epochs}
     context = {"snapshot": snapshot_id, "modalities": ", ".join(modalities), "evaluation rows": len(evaluation), "image weight": image_weight}
     with mlflow_errors(settings, f"starting the training run of {snapshot_id}", then=RERUN_TRAINING):

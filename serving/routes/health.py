@@ -31,7 +31,7 @@ def model_status(manager: ModelManager) -> ModelStatusOut:
         champion=_served(models.champion),
         challenger=_served(models.challenger),
         challenger_share=manager.challenger_share,
-        poll_interval_s=manager.settings.serving_poll_interval_s,
+        poll_interval_s=manager.settings.serving.poll_interval_s,
         last_refresh_at=datetime.fromtimestamp(refreshed, UTC) if refreshed else None,
         last_errors=dict(manager.last_errors),
     )

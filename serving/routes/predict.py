@@ -46,7 +46,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def predict(body: PredictRequest, request: Request, response: Response, state: State) -> PredictResponse:
     started = time.perf_counter()
     products = body.products
-    limit = state.settings.serving_max_batch_size
+    limit = state.settings.serving.max_batch_size
     if len(products) > limit:
         raise ApiError(
             422, "batch_too_large", f"batch has {len(products)} products; at most {limit} per request (RAKUTEN_SERVING_MAX_BATCH_SIZE)"
@@ -56,7 +56,7 @@ def predict(body: PredictRequest, request: Request, response: Response, state: S
         raise ApiError(503, "model_unavailable", "no model is loaded yet; retry shortly", headers={"Retry-After": "5"})
     images = [p.image_bytes if p.image_key is None else _store_image(state, p.image_key, i) for i, p in enumerate(products)]
     share = state.manager.challenger_share if models.challenger is not None else 0.0
-    variants = [assign_variant(p.productid, share, state.settings.ab_salt) for p in products]
+    variants = [assign_variant(p.productid, share, state.settings.ab.salt) for p in products]
     predictions = _predict(state, models, products, images, variants)
 
     rid = request_id(request) or uuid.uuid4().hex

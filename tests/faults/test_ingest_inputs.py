@@ -18,6 +18,7 @@ import pytest
 from rakuten_ml.data.ingest import ingest
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.errors import SourceError
+from rakuten_ml.settings import IngestSettings
 from rakuten_ml.storage.database import count_rows, ingest_runs, init_db, make_engine, quarantined_rows
 from rakuten_ml.storage.object_store import LocalObjectStore
 from tests.faults.figures import record_figures
@@ -154,12 +155,12 @@ def test_every_input_row_is_accepted_or_quarantined_exactly_once(name, tmp_path,
     case.mutate(source, rows, tmp_path / "raw")
     if case.refused:
         with pytest.raises(SourceError, match=case.refused):
-            ingest(source_store=source, source_prefix="", target_store=target, engine=engine)
+            ingest(source_store=source, source_prefix="", target_store=target, engine=engine, policy=IngestSettings())
         # refused whole: nothing indexed, nothing half-written
         assert count_rows(engine, ingest_runs) == count_rows(engine, quarantined_rows) == 0
         figures[name] = {"rows": N_ROWS, "lost": 0, "twice": 0, "refused": 1}
         return
-    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id=f"case-{name}")
+    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id=f"case-{name}", policy=IngestSettings())
     summary = result.summary()
     products = load_products(target, result.snapshot_id)
     quarantine = pd.read_sql(f"SELECT * FROM quarantined_rows WHERE ingest_run_id = 'case-{name}'", engine)  # noqa: S608 - test-made id

@@ -12,6 +12,7 @@ import rakuten_ml.data.snapshot as snapshot_module
 from rakuten_ml.data.ingest import ImageChecker, ingest
 from rakuten_ml.data.snapshot import latest_snapshot_id, list_ingest_runs, load_products
 from rakuten_ml.errors import DatabaseError, ObjectStoreError, SnapshotNotFoundError
+from rakuten_ml.settings import IngestSettings
 from rakuten_ml.storage.database import dataset_snapshots, ingest_runs, init_db, make_engine, quarantined_rows
 from rakuten_ml.storage.object_store import LocalObjectStore, S3ObjectStore
 from tests.faults.figures import record_figures
@@ -92,7 +93,7 @@ def test_postgres_stopped_during_ingestion(moment, tmp_path, throwaway_postgres,
 
         monkeypatch.setattr(snapshot_module, "upsert_rows", upsert_then_crash)
     with pytest.raises(DatabaseError, match="rerun the ingest: it is idempotent"):
-        ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-1")
+        ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-1", policy=IngestSettings())
     monkeypatch.undo()
     throwaway_postgres.start()
     engine.dispose()
@@ -100,7 +101,7 @@ def test_postgres_stopped_during_ingestion(moment, tmp_path, throwaway_postgres,
     assert table_counts(engine) == {"dataset_snapshots": 0, "ingest_runs": 0, "quarantined_rows": 0}
     with pytest.raises(SnapshotNotFoundError):
         latest_snapshot_id(engine)
-    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-1")
+    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-1", policy=IngestSettings())
     assert_exact_after_rerun(engine, target, result, f"postgres_{moment}")
 
 
@@ -145,11 +146,11 @@ def test_s3_cut_while_images_are_copied(s3_proxy, s3_bucket, tmp_path, pg_url, m
 
     monkeypatch.setattr(S3ObjectStore, "get_bytes", get_then_cut)
     with pytest.raises(ObjectStoreError, match="cannot reach S3 endpoint|S3 error"):
-        ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-s3")
+        ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-s3", policy=IngestSettings())
     monkeypatch.undo()
     s3_proxy.restore()
     assert table_counts(engine) == {"dataset_snapshots": 0, "ingest_runs": 0, "quarantined_rows": 0}
-    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-s3")
+    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, ingest_run_id="nightly-s3", policy=IngestSettings())
     assert result.summary()["quarantine_reasons"] == {"unknown_label": N_BAD}  # no image taken for missing
     assert_exact_after_rerun(engine, target, result, "s3_mid_ingest")
     stored = pd.read_sql(sa.select(quarantined_rows.c.reason), engine)

@@ -403,7 +403,7 @@ def test_mlflow_down_in_the_middle_of_an_alias_move_then_the_rerun_repairs_it(tm
         hooks.setattr(ModelRegistry, "move", move)
         promote()
     assert_actionable(caught.value, "the aliases are half-moved until the next alias move", "once MLflow is back, rerun this command")
-    direct = ModelRegistry(settings.model_copy(update={"mlflow_tracking_uri": mlflow_server}))
+    direct = ModelRegistry(settings.replace(mlflow_tracking_uri=mlflow_server))
     state, record = direct.state_and_last_move()
     champion, challenger, previous = half_moved(v0, v1, v2)
     assert state == RegistryState(name, champion, challenger, previous)  # what MLflow was left with

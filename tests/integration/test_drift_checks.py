@@ -21,7 +21,6 @@ from rakuten_ml.data.snapshot import write_snapshot
 from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.monitoring.checks import (
     DayInputs,
-    DriftThresholds,
     evaluate_day,
     run_drift_checks,
 )
@@ -29,7 +28,7 @@ from rakuten_ml.monitoring.evidently_report import column_scores, data_drift_rep
 from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer, image_statistics, length_features
 from rakuten_ml.monitoring.statistics import ks_tests
 from rakuten_ml.resources import Platform
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import DriftSettings, Settings
 from rakuten_ml.storage.database import count_rows, drift_checks, feedback, predictions, upsert
 from tests.support.cli import cli
 
@@ -93,7 +92,7 @@ def day_inputs(world: World, drift: DriftSpec = DriftSpec(), *, seed: int, feedb
 
 
 def rules(world: World, inputs: DayInputs) -> dict[str, str]:
-    evaluation = evaluate_day(inputs, DriftThresholds.from_settings(Settings()), history={}, check_date=date(2026, 3, 1), featurizer=world.featurizer)
+    evaluation = evaluate_day(inputs, DriftSettings(), history={}, check_date=date(2026, 3, 1), featurizer=world.featurizer)
     return {r.metric: r.status for r in evaluation.rows if r.metric != "ks"}
 
 
@@ -140,11 +139,11 @@ def test_image_brightness_shift_is_caught_by_the_image_statistics(world):
     assert reference[list(IMAGE_FEATURES)].iloc[-2:].isna().all().all()  # absent and unreadable: NaN, not 0
     inputs = day_inputs(world, seed=24)
     with_images = DayInputs(**{**inputs.__dict__, "reference_images": reference, "current_images": darker})
-    evaluation = evaluate_day(with_images, DriftThresholds.from_settings(Settings()), history={}, check_date=date(2026, 3, 1), featurizer=world.featurizer)
+    evaluation = evaluate_day(with_images, DriftSettings(), history={}, check_date=date(2026, 3, 1), featurizer=world.featurizer)
     ks = {r.feature: r for r in evaluation.rows if r.metric == "ks"}
     assert ks["image_brightness"].status == "drift" and ks["text_svd_0"].status == "ok"
     calm = evaluate_day(DayInputs(**{**inputs.__dict__, "reference_images": reference, "current_images": same}),
-                        DriftThresholds.from_settings(Settings()), history={}, check_date=date(2026, 3, 1), featurizer=world.featurizer)
+                        DriftSettings(), history={}, check_date=date(2026, 3, 1), featurizer=world.featurizer)
     assert {r.feature: r.status for r in calm.rows if r.metric == "ks"}["image_brightness"] == "ok"
 
 
@@ -159,7 +158,8 @@ def test_evidently_report_runs_the_same_ks_tests(world):
     featurizer = world.featurizer
     reference = featurizer.transform(world.reference)
     current = featurizer.transform(products(CatalogueSpec(rows=WINDOW_ROWS, seed=25, drift=DriftSpec(missing_description_rate=0.7))))
-    snapshot = data_drift_report(reference, current, featurizer.feature_names)
+    rules = DriftSettings()
+    snapshot = data_drift_report(reference, current, featurizer.feature_names, threshold=rules.ks_p_value, drift_share=rules.feature_share)
     ours = {t.feature: t.p_value for t in ks_tests(reference, current, featurizer.feature_names)}
     theirs = column_scores(snapshot)
     assert set(theirs) == set(ours)

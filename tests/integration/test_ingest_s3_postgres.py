@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from rakuten_ml.data.ingest import ingest
 from rakuten_ml.data.snapshot import load_products, read_manifest
 from rakuten_ml.errors import DatabaseError, ObjectStoreError
+from rakuten_ml.settings import IngestSettings
 from rakuten_ml.storage.database import dataset_snapshots, init_db, labelled_products_table, make_engine
 from rakuten_ml.storage.object_store import LocalObjectStore, S3ObjectStore
 from tests.support.catalogues import good_rows, jpeg_bytes, write_catalogue
@@ -47,7 +48,7 @@ def test_s3_source_and_target_with_postgres_labels(s3_endpoint, s3_bucket, pg_ur
     source.put_bytes("feedback/9001.jpg", jpeg_bytes((10, 10, 200)))
     result = ingest(
         source_store=source, source_prefix="", target_store=target, engine=engine,
-        labelled_engine=engine, labelled_table="labelled_products",
+        labelled_engine=engine, policy=IngestSettings(),
     )
     manifest = result.manifest
     assert manifest.n_input == 11
@@ -66,7 +67,7 @@ def test_s3_source_and_target_with_postgres_labels(s3_endpoint, s3_bucket, pg_ur
 def test_missing_bucket_is_a_clear_error(s3_endpoint, tmp_path, engine):
     source = S3ObjectStore("no-such-bucket-here", "raw", endpoint_url=s3_endpoint)
     with pytest.raises(ObjectStoreError, match="bucket 'no-such-bucket-here' does not exist"):
-        ingest(source_store=source, source_prefix="", target_store=LocalObjectStore(tmp_path / "store"), engine=engine)
+        ingest(source_store=source, source_prefix="", target_store=LocalObjectStore(tmp_path / "store"), engine=engine, policy=IngestSettings())
 
 
 def test_missing_labelled_table_is_a_clear_error(tmp_path, pg_url):
@@ -75,4 +76,4 @@ def test_missing_labelled_table_is_a_clear_error(tmp_path, pg_url):
     engine = make_engine(pg_url)
     init_db(engine)
     with pytest.raises(DatabaseError, match="table 'nope' does not exist"):
-        ingest(source_store=source, source_prefix="", target_store=LocalObjectStore(tmp_path / "s"), engine=engine, labelled_engine=engine, labelled_table="nope")
+        ingest(source_store=source, source_prefix="", target_store=LocalObjectStore(tmp_path / "s"), engine=engine, labelled_engine=engine, policy=IngestSettings(labelled_products_table="nope"))

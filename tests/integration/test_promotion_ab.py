@@ -27,7 +27,7 @@ def simulate_traffic(platform: Platform, champion: str, challenger: str, p_champ
     """
     rng = np.random.default_rng(seed)
     productids = np.arange(2_000_000, 2_002_500)
-    routed = assign_variants(productids, SHARE, platform.settings.ab_salt)
+    routed = assign_variants(productids, SHARE, platform.settings.ab.salt)
     expected = {}
     for variant, version, p in (("champion", champion, p_champion), ("challenger", challenger, p_challenger)):
         ids = productids[routed == variant]
@@ -67,7 +67,7 @@ def test_ab_decision_on_simulated_feedback_is_applied(psettings, truth, p_champi
     assert decision.action == expected_action, decision.reason
     assert (decision.champion.n, decision.champion.correct) == expected["champion"]
     assert (decision.challenger.n, decision.challenger.correct) == expected["challenger"]
-    assert decision.challenger.n >= psettings.ab_min_samples_per_arm
+    assert decision.challenger.n >= psettings.ab.min_samples_per_arm
     low, high = decision.challenger.interval
     assert low < p_challenger < high  # the Wilson interval covers the simulated truth
 

@@ -11,7 +11,7 @@ from rakuten_ml.data.ingest import ingest
 from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.service import onboard_latest, onboard_version
-from rakuten_ml.settings import join_url
+from rakuten_ml.settings import IngestSettings, join_url
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
 from tests.support.platforms import build_platform
@@ -40,7 +40,7 @@ def test_gate_with_trained_models_on_the_champions_frozen_eval_set(tmp_path, mlf
     noisy_store = open_store(join_url(settings.object_store_url, "raw/noisy"), settings)
     generate_catalogue(noisy_store, "", CatalogueSpec(rows=800, images=0, seed=3, drift=DriftSpec(label_noise=0.6)))
     noisy_snapshot = ingest(
-        source_store=noisy_store, source_prefix="", target_store=platform.store, engine=platform.engine, require_image=False
+        source_store=noisy_store, source_prefix="", target_store=platform.store, engine=platform.engine, policy=IngestSettings(image_policy="optional")
     ).snapshot_id
     actor = Actor("airflow:evaluate_ab_test", "scheduled__2026-01-02")
 
@@ -87,7 +87,7 @@ def ingest_catalogue(platform, settings, name: str, seed: int) -> str:
     """A snapshot of a freshly generated catalogue of 800 products (no images)."""
     store = open_store(join_url(settings.object_store_url, f"raw/{name}"), settings)
     generate_catalogue(store, "", CatalogueSpec(rows=800, images=0, seed=seed))
-    return ingest(source_store=store, source_prefix="", target_store=platform.store, engine=platform.engine, require_image=False).snapshot_id
+    return ingest(source_store=store, source_prefix="", target_store=platform.store, engine=platform.engine, policy=IngestSettings(image_policy="optional")).snapshot_id
 
 
 @pytest.mark.slow

@@ -126,7 +126,7 @@ def test_concurrent_promotions_exactly_one_wins_and_champion_never_disappears(ps
 def test_lock_holder_blocks_others_until_timeout(psettings):
     platform = Platform(psettings).prepare()
     (v1,) = register_versions(psettings, [0.8])
-    impatient = Platform(psettings.model_copy(update={"promotion_lock_timeout_s": 1.0})).prepare()
+    impatient = Platform(psettings.replace(promotion_lock_timeout_s=1.0)).prepare()
     with promotion_lock(platform.engine, psettings.registered_model_name, "stuck-job", 5):
         started = time.monotonic()
         with pytest.raises(PromotionConflictError, match="held the promotion lock for more than 1 s"):
@@ -144,7 +144,7 @@ def test_mlflow_unreachable_is_a_typed_error_and_moves_nothing(psettings, monkey
     set_state(platform, champion=v1, challenger=v2)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    down = Platform(psettings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}"})).prepare()
+    down = Platform(psettings.replace(mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")).prepare()
     for call in (
         lambda: aliases.promote(down, v2, actor=ALICE, reason="x"),
         lambda: aliases.rollback(down, actor=ALICE, reason="x"),

@@ -83,6 +83,6 @@ def test_rolling_window_and_serving_limits(psettings, alerts):
     assert ModelRegistry(psettings).state().champion == v1
 
     aliases.promote(platform, v2, actor=GUARD, reason="retry after latency fix", expected_champion=v1)
-    narrow = guard_champion(Platform(psettings.model_copy(update={"rollback_window": 150})).prepare(), actor=GUARD)
+    narrow = guard_champion(Platform(psettings.replace(rollback_window=150)).prepare(), actor=GUARD)
     assert narrow.rolled_back and narrow.check.n == 150 and narrow.check.accuracy == pytest.approx(0.6)
     assert [a.name for a in alerts] == ["champion_rolled_back", "champion_rolled_back"]

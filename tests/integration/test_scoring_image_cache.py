@@ -116,7 +116,7 @@ def test_nightly_rerun_sends_only_unseen_photos_through_the_image_model(tmp_path
         assert night2[productid][0] == code and night2[productid][2] == modality
         assert night2[productid][1] == pytest.approx(confidence, abs=1e-6)
 
-    off = platform.settings.model_copy(update={"scoring_image_cache": False})
+    off = platform.settings.replace(scoring_image_cache=False)
     platform.settings = off
     sent.clear()
     third = score_products(platform, run_id="night-3", snapshot_id=snapshot_id, partition_size=100)
@@ -125,7 +125,7 @@ def test_nightly_rerun_sends_only_unseen_photos_through_the_image_model(tmp_path
 
     # int8 outputs are stored under their own precision: they never answer for fp32 ones, nor the reverse.
     monkeypatch.setattr(ensemble_module, "MAX_INT8_ACCURACY_DROP", 1.0)
-    platform.settings = settings.model_copy(update={"vision_cpu_int8": "on", "vision_cpu_runtime": "onnxruntime"})
+    platform.settings = settings.replace(vision_cpu_int8="on", vision_cpu_runtime="onnxruntime")
     int8 = score_products(platform, run_id="night-4", snapshot_id=snapshot_id, partition_size=100)
     assert int8.counts["image_reused"] == 0 and int8.n_scored == 360
     with platform.engine.connect() as conn:

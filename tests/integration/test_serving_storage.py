@@ -50,7 +50,7 @@ def test_feedback_round_trip_to_postgresql(pg_settings: Settings) -> None:
 
 
 def test_predictions_are_logged_to_postgresql(pg_settings: Settings) -> None:
-    settings = pg_settings.model_copy(update={"serving_log_flush_s": 0.1})
+    settings = pg_settings.replace(serving_log_flush_s=0.1)
     with TestClient(create_app(settings)) as client:
         batch = client.post("/v1/predict", json={"products": [POOL | {"productid": 100 + i} for i in range(5)]}).json()
         single = client.post("/v1/predict", json={"designation": "Roman policier"}).json()
@@ -69,8 +69,7 @@ def test_predictions_are_logged_to_postgresql(pg_settings: Settings) -> None:
 
 
 def test_a_dead_database_fails_no_prediction(pg_settings: Settings) -> None:
-    dead = pg_settings.model_copy(update={"database_url": f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing",
-                                          "serving_log_flush_s": 0.05})
+    dead = pg_settings.replace(database_url=f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing", serving_log_flush_s=0.05)
     with TestClient(create_app(dead)) as client:
         for _ in range(3):
             assert client.post("/v1/predict", json={"products": [POOL, POOL]}).status_code == 200

@@ -13,7 +13,7 @@ from rakuten_ml.data.ingest import ingest
 from rakuten_ml.registry.resolve import resolve_model
 from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.batch import score_products
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import IngestSettings, Settings
 from rakuten_ml.storage.database import count_rows, predictions
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
@@ -26,7 +26,7 @@ def build_platform(settings: Settings, rows: int = 1500, images: int = 0) -> tup
     generate_catalogue(catalogue, "", CatalogueSpec(rows=rows, images=images, seed=3))
     result = ingest(
         source_store=catalogue, source_prefix="", target_store=platform.store, engine=platform.engine,
-        require_image=images == rows,
+        policy=IngestSettings(image_policy="require" if images == rows else "optional"),
     )
     return platform, result.snapshot_id
 

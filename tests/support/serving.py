@@ -77,14 +77,7 @@ def product_image() -> bytes:
 
 def settings_env(settings: Settings, *names: str) -> dict[str, str]:
     """``RAKUTEN_*`` variables that reproduce ``settings`` fields in a child process."""
-    env: dict[str, str] = {}
-    for name in ("home", "database_url", "object_store_url", "mlflow_tracking_uri", *names):
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        secret = getattr(value, "get_secret_value", None)
-        env[f"RAKUTEN_{name.upper()}"] = str(secret() if secret else value)
-    return env
+    return settings.environment("home", "database_url", "object_store_url", "mlflow_tracking_uri", *names)
 
 
 @contextmanager

@@ -10,8 +10,8 @@ import pytest
 
 from rakuten_ml.labels import CLASS_CODES
 from rakuten_ml.monitoring import statistics as st
-from rakuten_ml.monitoring.checks import CheckRow, DriftThresholds, apply_consecutive_rule, concept_row
-from rakuten_ml.settings import Settings
+from rakuten_ml.monitoring.checks import CheckRow, apply_consecutive_rule, concept_row
+from rakuten_ml.settings import DriftSettings
 
 RNG = np.random.default_rng(0)
 
@@ -124,5 +124,5 @@ def test_concept_drift_needs_a_significant_drop_of_more_than_the_allowed_points(
 
 
 def test_concept_row_without_baseline_is_insufficient_data():
-    row = concept_row(np.array([10, 10]), np.array([10, 40]), None, DriftThresholds.from_settings(Settings()))
+    row = concept_row(np.array([10, 10]), np.array([10, 40]), None, DriftSettings())
     assert row.status == "insufficient_data" and row.statistic is None

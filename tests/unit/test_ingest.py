@@ -15,6 +15,7 @@ from rakuten_ml.data.contract import MAX_IMAGE_SIDE, Reason, inspect_image
 from rakuten_ml.data.ingest import content_image_key, ingest
 from rakuten_ml.data.snapshot import latest_snapshot_id, list_ingest_runs, list_snapshots, load_products, load_quarantine
 from rakuten_ml.errors import DatabaseError, ObjectStoreError, SourceError
+from rakuten_ml.settings import IngestSettings
 from rakuten_ml.storage.database import (
     count_rows,
     dataset_snapshots,
@@ -35,8 +36,8 @@ def engine(tmp_path):
     return engine
 
 
-def run_ingest(source, target, engine, **kwargs):
-    return ingest(source_store=source, source_prefix="", target_store=target, engine=engine, **kwargs)
+def run_ingest(source, target, engine, policy=None, **kwargs):
+    return ingest(source_store=source, source_prefix="", target_store=target, engine=engine, policy=policy or IngestSettings(), **kwargs)
 
 
 def test_clean_catalogue_becomes_snapshot(tmp_path, engine):
@@ -160,7 +161,7 @@ def test_optional_image_policy_keeps_text_only_rows_but_not_corrupt_ones(tmp_pat
     rows[0]["_image"] = "missing"
     rows[1]["_image"] = b"\xff\xd8garbage"
     write_catalogue(source, rows)
-    result = run_ingest(source, target, engine, require_image=False)
+    result = run_ingest(source, target, engine, policy=IngestSettings(image_policy="optional"))
     products = load_products(target, result.snapshot_id)
     assert len(products) == 3
     assert products.loc[products["productid"] == 1000, "image_key"].isna().all()

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from rakuten_ml.data.ingest import ingest
 from rakuten_ml.data.snapshot import list_ingest_runs, load_products, load_quarantine
 from rakuten_ml.errors import SourceError
+from rakuten_ml.settings import IngestSettings
 from rakuten_ml.storage.database import init_db, labelled_products_table, make_engine, quarantined_rows
 from rakuten_ml.storage.object_store import LocalObjectStore
 from tests.support.catalogues import good_rows, jpeg_bytes, write_catalogue
@@ -41,7 +42,7 @@ def target(tmp_path):
 
 
 def run(source, target, engine, **kwargs):
-    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, **kwargs)
+    result = ingest(source_store=source, source_prefix="", target_store=target, engine=engine, policy=IngestSettings(), **kwargs)
     summary = result.summary()
     assert summary["n_input"] == summary["n_accepted"] + summary["n_quarantined"]
     assert summary["n_quarantined"] == sum(summary["quarantine_reasons"].values())
@@ -185,7 +186,7 @@ def test_a_labelled_row_whose_image_key_leaves_the_store_is_quarantined_alone(so
             {"productid": 9002, "imageid": 9002, "designation": "Roman poche", "description": "", "prdtypecode": 10, "image_key": "feedback/9002.jpg"},
         ])
     source.put_bytes("feedback/9002.jpg", jpeg_bytes())
-    result = run(source, target, engine, labelled_engine=engine, labelled_table="labelled_products")
+    result = run(source, target, engine, labelled_engine=engine)
     assert result.summary()["quarantine_reasons"] == {"invalid_image_key": 1}
     assert 9002 in set(load_products(target, result.snapshot_id)["productid"])
 

@@ -22,6 +22,7 @@ from rakuten_ml.catalogue.vocabulary import CLASS_VOCABULARIES, GENERIC_WORDS, G
 from rakuten_ml.labels import CLASS_CODES, DEFAULT_MAPPING, class_prior
 from rakuten_ml.models.fusion import MODALITY_FUSED, MODALITY_TEXT, FusedClassifier
 from rakuten_ml.models.text_model import TextClassifier
+from rakuten_ml.settings import TrainingSettings
 
 # 4,000 rows at the real prior give the rarest classes 27-45 rows each (1180, 2905, 2220, 60, 1940): enough for
 # every class to be learnt, and a fit of 3-6 s.
@@ -58,7 +59,11 @@ def held_out() -> tuple[pd.DataFrame, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def fused(text_model: TextClassifier) -> FusedClassifier:
-    return FusedClassifier(text_model=text_model, image_model=UninformativePhotos())
+    training = TrainingSettings()
+    return FusedClassifier(
+        text_model=text_model, image_model=UninformativePhotos(), image_weight=training.image_weight,
+        confidence_threshold=training.confidence_threshold,
+    )
 
 
 @pytest.fixture(scope="module", params=["text", "fused"])

@@ -7,6 +7,7 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from rakuten_ml.promotion.ab_stats import ArmStats, decide, two_proportion_ztest, wilson_interval
+from rakuten_ml.settings import ABSettings
 
 SEEDS = range(400)
 
@@ -45,7 +46,7 @@ def simulate(seed: int, p_champion: float, p_challenger: float, n_champion: int 
     rng = np.random.default_rng(seed)
     champion = ArmStats("champion", "1", n_champion, int(rng.binomial(n_champion, p_champion)))
     challenger = ArmStats("challenger", "2", n_challenger, int(rng.binomial(n_challenger, p_challenger)))
-    return decide(champion, challenger, alpha=0.05, min_samples=200, max_samples=5000).action
+    return decide(champion, challenger, ABSettings(alpha=0.05, min_samples_per_arm=200, max_samples_per_arm=5000)).action
 
 
 def rates(actions: list[str]) -> dict[str, float]:
@@ -73,34 +74,34 @@ def test_equal_challenger_is_rarely_promoted():
 
 
 def test_too_few_labels_keep_testing_whatever_the_numbers():
-    decision = decide(ArmStats("champion", "1", 5000, 2500), ArmStats("challenger", "2", 150, 150), min_samples=200)
+    decision = decide(ArmStats("champion", "1", 5000, 2500), ArmStats("challenger", "2", 150, 150), ABSettings(min_samples_per_arm=200))
     assert decision.action == "keep_testing" and decision.p_better is None
     assert "need 200 labelled predictions per arm" in decision.reason and "challenger 150" in decision.reason
 
 
 def test_inconclusive_after_max_samples_keeps_the_champion():
     champion, challenger = ArmStats("champion", "1", 20000, 16600), ArmStats("challenger", "2", 5000, 4150)
-    assert decide(champion, challenger, max_samples=10000).action == "keep_testing"
-    decision = decide(champion, challenger, max_samples=5000)
+    assert decide(champion, challenger, ABSettings(max_samples_per_arm=10000)).action == "keep_testing"
+    decision = decide(champion, challenger, ABSettings(max_samples_per_arm=5000))
     assert decision.action == "reject" and "no significant difference after 5000" in decision.reason
 
 
 def test_decision_reports_its_numbers():
-    decision = decide(ArmStats("champion", "1", 4000, 3200), ArmStats("challenger", "2", 800, 700))
+    decision = decide(ArmStats("champion", "1", 4000, 3200), ArmStats("challenger", "2", 800, 700), ABSettings())
     out = decision.as_dict()
     assert out["action"] == "promote"
     assert out["challenger"]["accuracy"] == pytest.approx(0.875)
     assert out["challenger"]["ci95_low"] < 0.875 < out["challenger"]["ci95_high"]
     assert out["p_better"] < 0.05 and out["p_worse"] > 0.95 and out["diff"] == pytest.approx(0.075)
     with pytest.raises(ValueError, match="alpha"):
-        decide(ArmStats("champion", "1", 10, 5), ArmStats("challenger", "2", 10, 5), alpha=0.7)
+        decide(ArmStats("champion", "1", 10, 5), ArmStats("challenger", "2", 10, 5), ABSettings(alpha=0.7))
 
 
 def test_empty_arms_have_no_accuracy_and_keep_testing_whatever_min_samples():
     empty, labelled = ArmStats("challenger", "2", 0, 0), ArmStats("champion", "1", 300, 240)
     assert empty.accuracy is None and empty.as_dict()["accuracy"] is None
-    for min_samples in (200, 0):  # no z-test on an empty arm, even when no minimum is asked for
-        decision = decide(labelled, empty, min_samples=min_samples)
+    for min_samples in (200, 1):  # no z-test on an empty arm, even at the smallest minimum
+        decision = decide(labelled, empty, ABSettings(min_samples_per_arm=min_samples))
         assert decision.action == "keep_testing" and decision.diff is None and decision.z is None
         assert decision.reason.startswith("challenger has no labelled predictions yet")
-    assert decide(labelled, ArmStats("challenger", "2", 10, 9)).diff == pytest.approx(0.1)  # defined as soon as both arms have labels
+    assert decide(labelled, ArmStats("challenger", "2", 10, 9), ABSettings()).diff == pytest.approx(0.1)  # defined as soon as both arms have labels

@@ -23,7 +23,7 @@ from rakuten_ml.scoring import device as device_module
 from rakuten_ml.scoring.batch import RunModels, resolve_run_models, score_partition, score_products, start_run
 from rakuten_ml.scoring.device import decoding_workers
 from rakuten_ml.scoring.partitions import plan_partitions
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import IngestSettings, Settings
 from rakuten_ml.storage.database import predictions, scoring_partitions
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
@@ -117,7 +117,7 @@ def test_challenger_share_is_sticky_and_recorded(text_platform):
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     client.set_registered_model_alias(settings.registered_model_name, "champion", "1")
     client.set_registered_model_alias(settings.registered_model_name, "challenger", "2")
-    platform.settings = settings.model_copy(update={"ab_challenger_share": 0.2})
+    platform.settings = settings.replace(ab_challenger_share=0.2)
     models = resolve_run_models(platform)
     assert (models.champion.version, models.challenger.version, models.challenger_share) == ("1", "2", 0.2)
     first = score_products(platform, run_id="ab-1", snapshot_id=snapshot_id)
@@ -159,7 +159,7 @@ def test_a_resumed_run_scores_its_recorded_snapshot_not_the_latest(tmp_path, mon
     catalogue = open_store(settings.catalogue_url, settings)
     generate_catalogue(catalogue, "", CatalogueSpec(rows=500, seed=4))  # other products
     snapshot_b = ingest(source_store=catalogue, source_prefix="", target_store=platform.store, engine=platform.engine,
-                        require_image=False).snapshot_id
+                        policy=IngestSettings(image_policy="optional")).snapshot_id
     assert latest_snapshot_id(platform.engine) == snapshot_b != snapshot_a
     # the CLI's resume: no snapshot, no version, its default partition size (the run keeps its 3 partitions)
     monkeypatch.setenv("RAKUTEN_HOME", str(tmp_path))

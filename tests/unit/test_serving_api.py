@@ -125,7 +125,7 @@ def test_an_image_over_the_byte_limit_is_refused(shared_client: TestClient) -> N
 
 def test_batch_size_is_bounded_by_settings(shared_client: TestClient) -> None:
     client = shared_client
-    limit = client.app.state.serving.settings.serving_max_batch_size
+    limit = client.app.state.serving.settings.serving.max_batch_size
     assert client.post("/v1/predict", json={"products": [POOL] * limit}).status_code == 200
     assert_error(client.post("/v1/predict", json={"products": [POOL] * (limit + 1)}), 422, "batch_too_large", contains=str(limit))
     assert_error(client.post("/v1/predict", json={"products": []}), 422, "validation_error", contains="at least 1")
@@ -192,7 +192,7 @@ def test_an_unreachable_report_store_is_a_503_not_a_crash(client: TestClient, mo
 
 
 def test_admin_routes_are_off_without_a_configured_token(serving_settings: Settings) -> None:
-    settings = serving_settings.model_copy(update={"api_admin_token": None})
+    settings = serving_settings.replace(api_admin_token=None)
     with TestClient(create_app(settings)) as client:
         assert_error(client.post("/v1/admin/reload", headers=AUTH), 503, "admin_disabled", contains="RAKUTEN_API_ADMIN_TOKEN")
         assert_error(client.post("/v1/admin/traffic", json={"challenger_share": 0.1}), 503, "admin_disabled")
@@ -200,7 +200,7 @@ def test_admin_routes_are_off_without_a_configured_token(serving_settings: Setti
 
 # ----------------------------------------------------------------------------- readiness
 def test_readiness_follows_the_model(serving_settings: Settings) -> None:
-    settings = serving_settings.model_copy(update={"registered_model_name": "never-registered"})
+    settings = serving_settings.replace(registered_model_name="never-registered")
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         assert client.get("/readyz").status_code == 503
@@ -236,7 +236,7 @@ def test_ab_share_is_respected_and_sticky(client: TestClient, serving_settings: 
     counts = Counter(variant for variant, _ in first.values())
     assert abs(counts["challenger"] / len(ids) - share) < 0.04, counts  # 4 binomial standard deviations
     assert all(version == {"champion": "1", "challenger": "2"}[variant] for variant, version in first.values())
-    assert all(first[i][0] == assign_variant(i, share, serving_settings.ab_salt) for i in ids), "same hash as batch scoring"
+    assert all(first[i][0] == assign_variant(i, share, serving_settings.ab.salt) for i in ids), "same hash as batch scoring"
     assert route(ids[:300]) == {i: first[i] for i in ids[:300]}, "a product keeps its variant"
     # without a productid there is nothing to stick to: always the champion
     anonymous = client.post("/v1/predict", json={"products": [POOL] * 20}).json()["predictions"]

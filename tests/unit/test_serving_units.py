@@ -135,7 +135,7 @@ def test_the_poller_swaps_without_a_reader_ever_seeing_nothing(tmp_path) -> None
 
 def test_share_is_bounded(tmp_path) -> None:
     manager, metrics = make_manager(FakeRegistry(), tmp_path)
-    assert manager.set_challenger_share(0.25) == Settings(home=tmp_path).ab_challenger_share
+    assert manager.set_challenger_share(0.25) == Settings(home=tmp_path).ab.challenger_share
     assert metrics.challenger_share._value.get() == 0.25
     with pytest.raises(ValueError, match="within"):
         manager.set_challenger_share(1.5)

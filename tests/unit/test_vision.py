@@ -369,7 +369,7 @@ def test_ensemble_reads_images_by_object_store_key(ensemble, rendered, store) ->
 def test_ensemble_is_the_fused_classifiers_image_model(ensemble, rendered) -> None:
     images = [*rendered["test"][0][:3], None]
     frame = pd.DataFrame({"designation": [""] * 4, "description": [""] * 4})
-    predictions = FusedClassifier(image_model=ensemble).predict(frame, images)
+    predictions = FusedClassifier(image_model=ensemble, image_weight=1.0, confidence_threshold=0.8).predict(frame, images)
     assert predictions["modality"].tolist() == [MODALITY_IMAGE] * 3 + [MODALITY_NONE]
     assert set(predictions["prdtypecode"][:3]) <= set(CODES)
 
