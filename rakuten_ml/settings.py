@@ -362,10 +362,9 @@ class Settings(BaseSettings):
                 changes.setdefault(section, {})[name] = data.pop(key)
         for section, values in changes.items():
             current = data.get(section)
-            if isinstance(current, Section):
-                data[section] = current.model_copy(update=values)
-            else:
-                data[section] = SECTIONS[section](**((current or {}) | values))
+            if isinstance(current, Section):  # every field given: the environment plays no part, the bounds still do
+                current = current.model_dump()
+            data[section] = SECTIONS[section](**((current or {}) | values))
         return data
 
     @model_validator(mode="after")
@@ -388,17 +387,11 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, validated; keys are top-level fields, sections, or flat names
         (``replace(rollback_window=150)``)."""
-        values: dict[str, Any] = {name: getattr(self, name) for name in type(self).model_fields}
-        for key, value in changes.items():
-            if key in _FLAT_FIELDS:
-                section, name = _FLAT_FIELDS[key]
-                values[section] = values[section].model_copy(update={name: value})
-                SECTIONS[section].model_validate(values[section].model_dump())  # the same bounds as the environment's
-            elif key in type(self).model_fields:
-                values[key] = value
-            else:
-                raise TypeError(f"Settings has no setting {key!r}")
-        return type(self).model_validate(values)
+        fields = type(self).model_fields
+        unknown = [key for key in changes if key not in fields and key not in _FLAT_FIELDS]
+        if unknown:
+            raise TypeError(f"Settings has no setting {unknown[0]!r}")
+        return type(self).model_validate({name: getattr(self, name) for name in fields} | changes)
 
     def environment(self, *names: str) -> dict[str, str]:
         """The ``RAKUTEN_*`` variables that give a child process these settings (flat names, as for

@@ -36,7 +36,7 @@ def registry_versions(timeline: Timeline) -> list[dict]:
     from rakuten_ml.promotion.aliases import ModelRegistry
     from rakuten_ml.resources import Platform
 
-    registry = ModelRegistry(Platform.ready().settings)
+    registry = ModelRegistry(Platform.from_env().settings)
     state = registry.state().as_dict()
     created = {str((s.results.get("register") or {}).get("model_version")): s.day for s in timeline.steps if s.dag_id == "retrain_classifier"}
     out = []
