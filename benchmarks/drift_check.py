@@ -22,8 +22,9 @@ from benchmarks.measure import measure_in_subprocess
 from benchmarks.results import machine_line, write_section
 from rakuten_ml.catalogue.generator import CatalogueSpec, generate_frames
 from rakuten_ml.labels import CLASS_CODES, class_prior
-from rakuten_ml.monitoring.checks import DEFAULT_MAX_ROWS, DayInputs, evaluate_day, sample_rows
 from rakuten_ml.monitoring.features import DriftFeaturizer
+from rakuten_ml.monitoring.rules import DayInputs, evaluate_day
+from rakuten_ml.monitoring.sampling import DEFAULT_MAX_ROWS, sample_rows
 from rakuten_ml.settings import DriftSettings
 
 log = logging.getLogger("benchmarks.drift_check")

@@ -19,8 +19,7 @@ import pandas as pd
 
 from rakuten_ml.errors import ModelLoadError
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
-from rakuten_ml.registry.client import mlflow_client
-from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
+from rakuten_ml.registry.resolve import ResolvedModel, alias_version, load_classifier, resolve_model
 from rakuten_ml.scoring.device import onnx_export_cache, tune_image_model
 from rakuten_ml.settings import Settings
 from serving.metrics import ServingMetrics
@@ -29,8 +28,6 @@ log = logging.getLogger(__name__)
 
 VARIANTS = (CHAMPION, CHALLENGER)
 SERVING_PROBE_BATCH = 4  # the typical micro-batch of a worker under load (serving/batcher.py)
-# MLflow error codes meaning "this alias (or model) does not exist", as opposed to "registry down".
-_ABSENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 Resolver = Callable[[Settings, str], ResolvedModel | None]
 Loader = Callable[[Settings, ResolvedModel], Any]
@@ -75,17 +72,8 @@ def resolve_variant(settings: Settings, variant: str) -> ResolvedModel | None:
     """
     if variant == CHAMPION:
         return resolve_model(settings, alias=CHAMPION)
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow_client(settings)
-    name = settings.registered_model_name
-    try:
-        version = client.get_model_version_by_alias(name, variant)
-    except MlflowException as exc:
-        if exc.error_code in _ABSENT_CODES:
-            return None
-        raise ModelLoadError(f"cannot read alias {variant!r} of {name!r}: {exc.message}") from exc
-    return ResolvedModel(name, str(version.version), variant)
+    found = alias_version(settings, variant, then="the server keeps serving the models it has")
+    return None if found is None else ResolvedModel(settings.registered_model_name, found, variant)
 
 
 def load_checked(settings: Settings, resolved: ResolvedModel) -> Any:

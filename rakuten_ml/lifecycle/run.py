@@ -33,7 +33,7 @@ def _where(stack: Stack) -> str:
 
 def registry_versions(timeline: Timeline) -> list[dict]:
     """Every registered version with its headline metrics, aliases, gate verdict and the day it appeared."""
-    from rakuten_ml.promotion.aliases import ModelRegistry
+    from rakuten_ml.registry.gateway import ModelRegistry
     from rakuten_ml.resources import Platform
 
     registry = ModelRegistry(Platform.from_env().settings)

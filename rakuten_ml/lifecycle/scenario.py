@@ -131,7 +131,7 @@ class LifeCycle:
                     self._record(day, run, TRIGGER_SCHEDULE)
 
     def platform_aliases(self) -> dict[str, str | None]:
-        from rakuten_ml.promotion.aliases import ModelRegistry
+        from rakuten_ml.registry.gateway import ModelRegistry
 
         return ModelRegistry(self.platform.settings).state().as_dict()
 

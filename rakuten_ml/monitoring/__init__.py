@@ -1,7 +1,8 @@
 """Drift monitoring and the retraining it triggers (the production plan: docs/production-plan.md).
 
-``features`` (what is compared) -> ``statistics`` (pure KS/KL/confidence/concept math) -> ``checks``
-(the daily job: load, evaluate, store, decide alerts) -> ``metrics`` (Prometheus) and
+``features`` (what is compared) -> ``statistics`` (pure KS/KL/confidence/concept math) -> ``rules``
+(the seed's four rules on one day's inputs, no I/O) -> ``checks`` (the daily job: load through
+``drift_store``, ``reference`` and ``sampling``, evaluate, store, decide alerts) -> ``metrics`` (Prometheus) and
 ``evidently_report`` (HTML); ``retrain_guard`` debounces the retraining that alerts trigger.
 
 This package's own namespace stays stdlib-only: DAG files import the asset URI from here at parse time,

@@ -20,9 +20,10 @@ from sqlalchemy.engine import Engine
 
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_stats import ABDecision, ArmStats, decide
-from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry
+from rakuten_ml.promotion.aliases import AliasMove
 from rakuten_ml.promotion.audit import Actor, last_event
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
+from rakuten_ml.registry.gateway import ModelRegistry
 from rakuten_ml.resources import Platform
 from rakuten_ml.storage.database import feedback, prediction_log, predictions
 

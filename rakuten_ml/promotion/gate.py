@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from rakuten_ml.errors import GateError, RegistryNotFoundError
 from rakuten_ml.labels import CLASS_NAMES, DEFAULT_MAPPING, WEAK_CLASSES
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry, RegistryState
+from rakuten_ml.promotion.aliases import AliasMove
 from rakuten_ml.promotion.audit import Actor, PromotionEvent, record
 from rakuten_ml.registry.contract import EVALUATION_PRODUCTIDS, GATE_VERDICT_TAG, LAST_ACTION_TAG
+from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import GateSettings
 

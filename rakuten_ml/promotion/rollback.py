@@ -23,9 +23,10 @@ from sqlalchemy.engine import Engine
 from rakuten_ml.jsonsafe import finite_or_none
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_evaluation import correct_count, labelled_predictions
-from rakuten_ml.promotion.aliases import AliasMove, ModelRegistry
+from rakuten_ml.promotion.aliases import AliasMove
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.registry.contract import ACCURACY_TAG
+from rakuten_ml.registry.gateway import ModelRegistry
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import RollbackSettings
 

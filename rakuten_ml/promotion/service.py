@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from rakuten_ml.promotion import audit
-from rakuten_ml.promotion.aliases import ALIASES, ModelRegistry
 from rakuten_ml.promotion.audit import Actor, PromotionEvent
 from rakuten_ml.promotion.gate import GateOutcome, run_gate
 from rakuten_ml.registry.contract import (
@@ -19,6 +18,7 @@ from rakuten_ml.registry.contract import (
     METRIC_TAG_PREFIX,
     SNAPSHOT_TAG,
 )
+from rakuten_ml.registry.gateway import ALIASES, ModelRegistry
 from rakuten_ml.resources import Platform
 
 log = logging.getLogger(__name__)

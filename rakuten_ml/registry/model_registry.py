@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from rakuten_ml.errors import RegistryError
 from rakuten_ml.models.fusion import FusedClassifier
 from rakuten_ml.registry.contract import metric_tag
+from rakuten_ml.registry.errors import registry_errors
 from rakuten_ml.registry.pyfunc_model import CLASSIFIER_ARTIFACT, RakutenClassifierPyfunc
 from rakuten_ml.settings import Settings
 
@@ -60,14 +58,14 @@ def log_and_register(
 
     The version is created with its tags in one registry call, so a version never exists without
     the snapshot, commit and metrics it was trained with. MLflow unreachable at any step is a
-    :class:`RegistryError` saying to rerun the training.
+    :class:`~rakuten_ml.errors.RegistryError` saying to rerun the training.
     """
     import mlflow
 
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
-    with mlflow_errors(settings, f"logging training run {run.info.run_id}", then=RERUN_TRAINING):
+    with registry_errors(settings.mlflow_tracking_uri, f"log training run {run.info.run_id}", then=RERUN_TRAINING):
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict, tuple)) else v) for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         mlflow.set_tags(tags)
@@ -93,8 +91,9 @@ def log_and_register(
                 metadata={"modalities": classifier.modalities, "label_codes": list(classifier.mapping.codes)},
             )
     version_tags = {**tags, **{metric_tag(k): f"{v:.6f}" for k, v in metrics.items() if v is not None and np.isfinite(v)}}
-    with mlflow_errors(settings, f"registering the model of training run {run.info.run_id} as {settings.registered_model_name!r}",
-                       then=RERUN_TRAINING + "; `rakuten-ml registry status` shows whether this attempt's version was created"):
+    with registry_errors(settings.mlflow_tracking_uri,
+                         f"register the model of training run {run.info.run_id} as {settings.registered_model_name!r}",
+                         then=RERUN_TRAINING + "; `rakuten-ml registry status` shows whether this attempt's version was created"):
         registered = mlflow.register_model(info.model_uri, settings.registered_model_name, tags=version_tags)
     version = str(registered.version)
     log.info("registered %s version %s (run %s)", settings.registered_model_name, version, run.info.run_id)
@@ -102,23 +101,3 @@ def log_and_register(
 
 
 RERUN_TRAINING = "rerun the training (`rakuten-ml train`, or clear the DAG's train task); the interrupted attempt's MLflow run is left unfinished"
-
-
-@contextmanager
-def mlflow_errors(settings: Settings, action: str, *, then: str) -> Iterator[None]:
-    """MLflow unreachable (or refusing) inside the block is a :class:`RegistryError` naming ``action``."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as exc:
-        raise RegistryError(
-            f"{action} failed at {settings.mlflow_tracking_uri}: {exc.message}; check that MLflow is up "
-            f"(RAKUTEN_MLFLOW_TRACKING_URI), then {then}"
-        ) from exc
-    except (requests.RequestException, ConnectionError) as exc:
-        raise RegistryError(
-            f"{action} failed at {settings.mlflow_tracking_uri}: {type(exc).__name__}: {exc}; check that MLflow is up "
-            f"(RAKUTEN_MLFLOW_TRACKING_URI), then {then}"
-        ) from exc

@@ -9,6 +9,7 @@ from typing import Any
 from rakuten_ml.errors import ModelLoadError, NoModelYetError
 from rakuten_ml.registry.client import mlflow_client
 from rakuten_ml.registry.contract import CHAMPION
+from rakuten_ml.registry.errors import NO_SUCH_ALIAS_CODES, is_not_found, registry_errors
 from rakuten_ml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,24 +28,37 @@ class ResolvedModel:
 
 def resolve_model(settings: Settings, *, version: str | None = None, alias: str | None = CHAMPION) -> ResolvedModel:
     """Pin an alias (or 'latest') to a concrete version once, so a whole job uses one model."""
-    from mlflow.exceptions import MlflowException
-
     client = mlflow_client(settings)
     name = settings.registered_model_name
-    try:
+    with registry_errors(settings.mlflow_tracking_uri, f"resolve model {name!r}", error=ModelLoadError, not_found=None):
         if version:
             return ResolvedModel(name, str(client.get_model_version(name, version).version), None)
         if alias:
-            try:
-                return ResolvedModel(name, str(client.get_model_version_by_alias(name, alias).version), alias)
-            except MlflowException:
-                log.info("model %s has no alias %r yet: using its newest version", name, alias)
+            found = alias_version(settings, alias, client=client)
+            if found is not None:
+                return ResolvedModel(name, found, alias)
+            log.info("model %s has no alias %r yet: using its newest version", name, alias)
         versions = client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"], max_results=1)
-    except MlflowException as exc:
-        raise ModelLoadError(f"cannot resolve model {name!r} at {settings.mlflow_tracking_uri}: {exc.message}") from exc
     if not versions:
         raise NoModelYetError(f"model {name!r} has no registered version yet; train one first (`rakuten-ml train` or the retrain_classifier DAG)")
     return ResolvedModel(name, str(versions[0].version), None)
+
+
+def alias_version(settings: Settings, alias: str, *, then: str | None = None, client: Any = None) -> str | None:
+    """The version ``alias`` points at, None while it is not set; MLflow down is a :class:`ModelLoadError`
+    (a job that went on without the alias would silently change what it scores with)."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or mlflow_client(settings)
+    name = settings.registered_model_name
+    with registry_errors(settings.mlflow_tracking_uri, f"read the {alias!r} alias of {name!r}", then=then, error=ModelLoadError,
+                         not_found=None):
+        try:
+            return str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            if not is_not_found(exc, NO_SUCH_ALIAS_CODES):
+                raise
+            return None
 
 
 def load_classifier(settings: Settings, resolved: ResolvedModel) -> Any:

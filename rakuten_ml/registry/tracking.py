@@ -6,7 +6,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-from rakuten_ml.errors import ModelLoadError
+from rakuten_ml.registry.errors import registry_errors
 from rakuten_ml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -15,21 +15,17 @@ log = logging.getLogger(__name__)
 def configure_mlflow(settings: Settings) -> str:
     """Point MLflow at the configured tracking server/store; returns the experiment id."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     settings.ensure_home()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    try:
+    with registry_errors(settings.mlflow_tracking_uri, f"open the MLflow experiment {settings.mlflow_experiment!r}",
+                         then="rerun the training", not_found=None):
         experiment = mlflow.get_experiment_by_name(settings.mlflow_experiment)
         if experiment is None:
             experiment_id = mlflow.create_experiment(settings.mlflow_experiment, artifact_location=settings.mlflow_artifact_location)
         else:
             experiment_id = experiment.experiment_id
-    except MlflowException as exc:
-        raise ModelLoadError(
-            f"cannot reach MLflow at {settings.mlflow_tracking_uri}: {exc.message}; check RAKUTEN_MLFLOW_TRACKING_URI"
-        ) from exc
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 

@@ -23,11 +23,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
-from rakuten_ml.errors import DatabaseError, ModelLoadError, ObjectStoreError, ScoringRunConflictError
+from rakuten_ml.errors import DatabaseError, ObjectStoreError, ScoringRunConflictError
 from rakuten_ml.models.fusion import fuse_probabilities
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
-from rakuten_ml.registry.client import mlflow_client
-from rakuten_ml.registry.resolve import ResolvedModel, load_classifier, resolve_model
+from rakuten_ml.registry.resolve import ResolvedModel, alias_version, load_classifier, resolve_model
 from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.device import halve_batch_size, onnx_export_cache, tune_image_model
 from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
@@ -41,8 +40,6 @@ log = logging.getLogger(__name__)
 # image_reused: products whose image-model output was read from an earlier run (image_cache), not recomputed.
 COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger", "image_reused")
 DONE, RUNNING, FAILED = "done", "running", "failed"
-# What MLflow answers for an alias that is not set (SQL store, REST server): no A/B test is running.
-NO_SUCH_ALIAS = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 # One load per worker process and version, not per partition; bounded, since a long-lived Celery worker
 # sees every version the registry ever promotes: champion and challenger, the two an A/B run needs.
 _MODEL_CACHE: OrderedDict[str, Any] = OrderedDict()
@@ -132,25 +129,14 @@ class ScoreResult:
 
 def resolve_run_models(platform: Platform, *, version: str | None = None) -> RunModels:
     """Champion (or a pinned version) plus the challenger alias when an A/B test is running."""
-    from mlflow.exceptions import MlflowException
-
     settings = platform.settings
     champion = resolve_model(settings, version=version)
     challenger = None
     if version is None and settings.ab.challenger_share > 0:
-        client = mlflow_client(settings)
-        try:
-            found = client.get_model_version_by_alias(settings.registered_model_name, CHALLENGER)
-            if str(found.version) != champion.version:
-                challenger = ResolvedModel(settings.registered_model_name, str(found.version), CHALLENGER)
-        except MlflowException as exc:
-            if exc.error_code not in NO_SUCH_ALIAS:
-                # MLflow went away between the two reads: a run without its challenger would silently stop the A/B test
-                raise ModelLoadError(
-                    f"cannot read the {CHALLENGER!r} alias of {settings.registered_model_name!r} at {settings.mlflow_tracking_uri}: "
-                    f"{exc.message}; check that MLflow is up, then rerun the scoring (nothing was scored yet)"
-                ) from exc
-            challenger = None
+        # MLflow gone between the two reads is an error: a run without its challenger would silently stop the A/B test
+        found = alias_version(settings, CHALLENGER, then="rerun the scoring (nothing was scored yet)")
+        if found is not None and found != champion.version:
+            challenger = ResolvedModel(settings.registered_model_name, found, CHALLENGER)
     return RunModels(champion, challenger, settings.ab.challenger_share if challenger else 0.0, settings.ab.salt)
 
 

@@ -23,7 +23,7 @@ def resolve_modalities(settings: Settings, choice: str) -> tuple[str, ...]:
         return CHOICES[choice]
     if choice != SAME_AS_CHAMPION:
         raise ConfigurationError(f"modalities {choice!r} is not one of {[SAME_AS_CHAMPION, *CHOICES]}")
-    from rakuten_ml.promotion.aliases import ModelRegistry
+    from rakuten_ml.registry.gateway import ModelRegistry
 
     registry = ModelRegistry(settings)
     champion = registry.state().champion

@@ -39,7 +39,8 @@ from rakuten_ml.registry.contract import (
     SNAPSHOT_TAG,
     TRIGGER_REASON_TAG,
 )
-from rakuten_ml.registry.model_registry import RERUN_TRAINING, log_and_register, mlflow_errors
+from rakuten_ml.registry.errors import registry_errors
+from rakuten_ml.registry.model_registry import RERUN_TRAINING, log_and_register
 from rakuten_ml.registry.tracking import configure_mlflow, git_commit
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
@@ -245,7 +246,7 @@ def train_and_register(
         params |= {"vision.profile": settings.vision.profile, "vision.backbones": config.backbones, "vision.weights": config.weights,
                    "vision.image_size": config.image_size, "vision.max_epochs": config.max_epochs}
     context = {"snapshot": snapshot_id, "modalities": ", ".join(modalities), "evaluation rows": len(evaluation), "image weight": image_weight}
-    with mlflow_errors(settings, f"starting the training run of {snapshot_id}", then=RERUN_TRAINING):
+    with registry_errors(settings.mlflow_tracking_uri, f"start the training run of {snapshot_id}", then=RERUN_TRAINING):
         run = mlflow.start_run(run_name=f"train-{snapshot_id}")
     try:
         registered = log_and_register(

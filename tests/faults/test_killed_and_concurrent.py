@@ -27,8 +27,8 @@ import pytest
 import sqlalchemy as sa
 
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
+from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.resources import Platform
 from rakuten_ml.scoring.batch import split_partitions
 from rakuten_ml.settings import Settings

@@ -22,8 +22,8 @@ from mlflow import MlflowClient
 
 from rakuten_ml.errors import DatabaseError, ModelLoadError, ObjectStoreError, RakutenError, RegistryError
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
+from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.registry.resolve import resolve_model
 from rakuten_ml.resources import Platform
 from rakuten_ml.scoring import batch
@@ -350,7 +350,7 @@ def test_mlflow_down_during_model_registration_then_one_version_per_training(tmp
     with pytest.MonkeyPatch.context() as hooks, pytest.raises(RegistryError) as caught:
         hooks.setattr(*target, cut_then_call)
         train_and_register(platform, snapshot_id=snapshot_id)
-    what = "logging training run" if point == "logging_the_model" else "registering the model of training run"
+    what = "cannot log training run" if point == "logging_the_model" else "cannot register the model of training run"
     assert_actionable(caught.value, what, "check that MLflow is up", "rerun the training")
     assert mlflow.active_run() is None  # no run left active in the process for the next training to nest in
 
@@ -408,7 +408,7 @@ def test_mlflow_down_in_the_middle_of_an_alias_move_then_the_rerun_repairs_it(tm
     champion, challenger, previous = half_moved(v0, v1, v2)
     assert state == RegistryState(name, champion, challenger, previous)  # what MLflow was left with
     assert record["state"] == aliases.MOVING and record["before"] == before.as_dict()
-    with pytest.raises(RegistryError, match="cannot read registered model .* check RAKUTEN_MLFLOW_TRACKING_URI"):
+    with pytest.raises(RegistryError, match="cannot read registered model .* check that MLflow is up .*RAKUTEN_MLFLOW_TRACKING_URI"):
         promote()  # still down: nothing more moves
     assert events(platform) == []  # nothing audited: the move did not complete
 

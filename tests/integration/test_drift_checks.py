@@ -19,13 +19,10 @@ import sqlalchemy as sa
 from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec, generate_frames, render_image
 from rakuten_ml.data.snapshot import write_snapshot
 from rakuten_ml.labels import DEFAULT_MAPPING
-from rakuten_ml.monitoring.checks import (
-    DayInputs,
-    evaluate_day,
-    run_drift_checks,
-)
+from rakuten_ml.monitoring.checks import run_drift_checks
 from rakuten_ml.monitoring.evidently_report import column_scores, data_drift_report, drifted_columns
 from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer, image_statistics, length_features
+from rakuten_ml.monitoring.rules import DayInputs, evaluate_day
 from rakuten_ml.monitoring.statistics import ks_tests
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import DriftSettings, Settings

@@ -9,8 +9,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rakuten_ml.monitoring.checks import CheckRow, store_results
+from rakuten_ml.monitoring.drift_store import store_results
 from rakuten_ml.monitoring.metrics import DriftMetrics, textfile_path, write_textfile
+from rakuten_ml.monitoring.rules import CheckRow
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 

@@ -10,9 +10,9 @@ import pytest
 
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_evaluation import arm_stats, evaluate_ab_test
-from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.routing import assign_variants
+from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.resources import Platform
 from tests.support.promotion import events, insert_labelled, register_versions
 

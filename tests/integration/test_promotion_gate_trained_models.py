@@ -8,9 +8,9 @@ from mlflow import MlflowClient
 
 from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec, generate_catalogue
 from rakuten_ml.data.ingest import ingest
-from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.service import onboard_latest, onboard_version
+from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.settings import IngestSettings, join_url
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register

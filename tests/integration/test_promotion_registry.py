@@ -10,9 +10,10 @@ import pytest
 
 from rakuten_ml.errors import PromotionConflictError, RegistryError
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState, promotion_lock
+from rakuten_ml.promotion.aliases import promotion_lock
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.service import onboard_latest, onboard_version, registry_status
+from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from tests.support.promotion import events, register_versions, set_state
@@ -151,10 +152,10 @@ def test_mlflow_unreachable_is_a_typed_error_and_moves_nothing(psettings, monkey
         lambda: evaluate_ab_test(down, actor=ALICE),
         lambda: guard_champion(down, actor=ALICE),
     ):
-        with pytest.raises(RegistryError, match=r"cannot read registered model .* check RAKUTEN_MLFLOW_TRACKING_URI"):
+        with pytest.raises(RegistryError, match=r"cannot read registered model .* check that MLflow is up .*RAKUTEN_MLFLOW_TRACKING_URI"):
             call()
     for call, what in ((lambda: onboard_latest(down, actor=ALICE), "list versions"), (lambda: registry_status(down), "read registered model")):
-        with pytest.raises(RegistryError, match=f"cannot {what} .* check RAKUTEN_MLFLOW_TRACKING_URI"):
+        with pytest.raises(RegistryError, match=f"cannot {what} .* check that MLflow is up .*RAKUTEN_MLFLOW_TRACKING_URI"):
             call()
     assert ModelRegistry(psettings).state() == RegistryState(psettings.registered_model_name, v1, v2, None)
     assert events(platform) == []

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.aliases import ModelRegistry, RegistryState
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.rollback import Alert, guard_champion, register_alert_hook, unregister_alert_hook
+from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.resources import Platform
 from tests.support.promotion import events, insert_labelled, register_versions
 

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 
 from rakuten_ml.labels import CLASS_CODES
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.aliases import ModelRegistry
 from rakuten_ml.promotion.audit import history
+from rakuten_ml.registry.gateway import ModelRegistry
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import feedback, prediction_log, predictions

@@ -10,7 +10,7 @@ import pytest
 
 from rakuten_ml.labels import CLASS_CODES
 from rakuten_ml.monitoring import statistics as st
-from rakuten_ml.monitoring.checks import CheckRow, apply_consecutive_rule, concept_row
+from rakuten_ml.monitoring.rules import CheckRow, apply_consecutive_rule, concept_row
 from rakuten_ml.settings import DriftSettings
 
 RNG = np.random.default_rng(0)
