@@ -32,5 +32,6 @@ def resolve_modalities(settings: Settings, choice: str) -> tuple[str, ...]:
     if not modalities:
         log.info("no registered version says its modalities: training %s", "+".join(FIRST_MODEL))
         return FIRST_MODEL
-    log.info("training %s, as %s v%s", "+".join(modalities), "champion" if champion else "the newest version", model.version)
+    log.info("training %s, as %s v%s", "+".join(modalities), "champion" if champion else "the newest version",
+             model.version if model else "?")
     return modalities

@@ -4,30 +4,26 @@
 Splits (all stratified, seed from settings): 80% train / 20% evaluation, as in the seed report.
 With the image modality, 10% of the training rows are held out again ("tune") to early-stop the
 vision members and pick the fusion weight, so the evaluation rows judge a model that never saw them.
+
+The stages: :func:`split_snapshot` here, :func:`~rakuten_ml.training.fitting.fit_classifier`,
+:func:`~rakuten_ml.training.assessment.assess`, then one MLflow run and version (:func:`_log_and_register`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.errors import TrainingError
-from rakuten_ml.evaluation.metrics import EvaluationReport, evaluate_proba
 from rakuten_ml.evaluation.plots import confusion_matrix_figure, reliability_figure
 from rakuten_ml.evaluation.report import markdown_report
-from rakuten_ml.evaluation.robustness import PERTURBATIONS, perturb_images
 from rakuten_ml.jsonsafe import json_safe
 from rakuten_ml.labels import DEFAULT_MAPPING
-from rakuten_ml.models.fusion import FusedClassifier, fuse_probabilities
-from rakuten_ml.models.fusion_tuning import search_image_weight
 from rakuten_ml.registry.contract import (
     CONFUSION_FIGURE,
     DAG_RUN_TAG,
@@ -40,17 +36,18 @@ from rakuten_ml.registry.contract import (
     TRIGGER_REASON_TAG,
 )
 from rakuten_ml.registry.errors import registry_errors
-from rakuten_ml.registry.model_registry import RERUN_TRAINING, log_and_register
+from rakuten_ml.registry.model_registry import RERUN_TRAINING, RegisteredModel, log_and_register
 from rakuten_ml.registry.tracking import configure_mlflow, git_commit
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
+from rakuten_ml.training.assessment import Assessment, assess
+from rakuten_ml.training.fitting import TEXT_COLUMNS, FittedClassifier, TrainingSplit, fit_classifier
 from rakuten_ml.training.split import stratified_split
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODALITIES = ("text", "image")
 MIN_ROWS_PER_SPLIT = 10
-TEXT_COLUMNS = ["designation", "description"]
 
 
 @dataclass(frozen=True)
@@ -64,34 +61,6 @@ class TrainResult:
     def summary(self) -> dict[str, object]:
         """JSON-valid (an undefined metric, e.g. a class absent from the hold-out, is None): it is an XCom."""
         return json_safe(asdict(self))
-
-
-def vision_config(settings: Settings) -> Any:
-    from rakuten_ml.models.vision.ensemble import VisionEnsembleConfig
-    from rakuten_ml.models.vision.features import resolve_cpu_bf16
-
-    overrides: dict[str, Any] = {
-        "seed": settings.random_seed, "num_workers": settings.vision.num_workers or 0, "progress": False,
-        "cpu_bf16": resolve_cpu_bf16(settings.vision.cpu_bf16),
-        "checkpoint_dir": str(settings.home / "checkpoints"),
-    }
-    if settings.vision.max_epochs is not None:
-        overrides["max_epochs"] = settings.vision.max_epochs
-    if settings.vision.profile == "tiny":
-        config = VisionEnsembleConfig.tiny(**overrides)
-    else:
-        config = VisionEnsembleConfig.full(dino_weights=settings.vision.dino_weights, **overrides)
-    weights = dict(item.split("=", 1) for item in settings.vision.weights.split(",") if "=" in item)
-    if weights:
-        config = dataclasses.replace(config, weights_paths={**config.weights_paths, **{m.strip(): p.strip() for m, p in weights.items()}})
-    members = [m.strip() for m in settings.vision.members.split(",") if m.strip()]
-    if members:
-        config = dataclasses.replace(
-            config,
-            **{name: {m: v for m, v in getattr(config, name).items() if m in members} for name in ("backbones", "weights", "weights_paths", "backbone_kwargs")},
-        )
-    config.validate()
-    return config
 
 
 def _check_modalities(modalities: Sequence[str]) -> None:
@@ -111,23 +80,6 @@ def _check_inputs(products: pd.DataFrame, snapshot_id: str, modalities: Sequence
             f"snapshot {snapshot_id} has {int(products['image_key'].notna().sum())} products with an image; "
             "the image modality needs at least 20 (ingest images, or train with --modalities text)"
         )
-
-
-def _robustness(classifier: FusedClassifier, evaluation: pd.DataFrame, platform: Platform) -> dict[str, float]:
-    """Weighted F1 of the image path under the seed's crash tests (rotation, noise, brightness)."""
-    from sklearn.metrics import f1_score
-
-    with_image = evaluation[evaluation["image_key"].notna()]
-    if with_image.empty or classifier.image_model is None:
-        return {}
-    images = [platform.store.get_bytes(key) for key in with_image["image_key"]]
-    y_idx = DEFAULT_MAPPING.encode(with_image["prdtypecode"])
-    scores = {}
-    for name, perturbation in {"none": None, **PERTURBATIONS}.items():
-        batch = images if perturbation is None else perturb_images(images, perturbation)
-        proba, _ = classifier.image_model.predict_proba_images(batch)
-        scores[name] = float(f1_score(y_idx, proba.argmax(axis=1), average="weighted", zero_division=0))
-    return scores
 
 
 def _end_run(status: str) -> None:
@@ -153,99 +105,77 @@ def train_and_register(
     reason: str = "manual",
 ) -> TrainResult:
     """Train the classifier on a snapshot (latest by default), evaluate it and register it in MLflow."""
-    import mlflow
-
     settings = platform.settings
     modalities = tuple(dict.fromkeys(modalities))
     _check_modalities(modalities)
-    snapshot_id = snapshot_id or latest_snapshot_id(platform.engine)
+    split = split_snapshot(platform, snapshot_id or latest_snapshot_id(platform.engine), modalities)
+    fitted = fit_classifier(split, modalities, settings, platform.store)
+    assessment = assess(fitted.classifier, split.evaluation, platform.store, threshold=settings.training.confidence_threshold)
+    metrics = assessment.metrics | fitted.timings
+    registered, run_id = _log_and_register(platform, split, modalities, fitted, assessment, metrics,
+                                           tags=_version_tags(split.snapshot_id, modalities, dag_run_id, reason))
+    log.info("trained %s on %s: weighted F1 %.4f, version %s", "+".join(modalities), split.snapshot_id, metrics["f1_weighted"],
+             registered.version)
+    return TrainResult(split.snapshot_id, run_id, registered.name, registered.version, metrics)
+
+
+def split_snapshot(platform: Platform, snapshot_id: str, modalities: Sequence[str]) -> TrainingSplit:
+    """Load the snapshot and split it (stratified, seeded): evaluation rows, then tune rows for the image modality."""
+    settings = platform.settings
     products = load_products(platform.store, snapshot_id)
     _check_inputs(products, snapshot_id, modalities)
     train, evaluation = stratified_split(products, settings.training.validation_share, settings.random_seed)
-    use_image = "image" in modalities
-    fit_rows, tune_rows = stratified_split(train, settings.training.fusion_tune_share, settings.random_seed) if use_image else (train, None)
+    if "image" not in modalities:
+        return TrainingSplit(snapshot_id, train, None, evaluation)
+    fit_rows, tune_rows = stratified_split(train, settings.training.fusion_tune_share, settings.random_seed)
+    return TrainingSplit(snapshot_id, fit_rows, tune_rows, evaluation)
 
-    timings: dict[str, float] = {}
-    text_model = image_model = None
-    if "text" in modalities:
-        from rakuten_ml.models.text_model import TextClassifier
 
-        started = time.perf_counter()
-        text_model = TextClassifier(random_state=settings.random_seed).fit(fit_rows[TEXT_COLUMNS], fit_rows["prdtypecode"].to_numpy())
-        timings["train_seconds_text"] = time.perf_counter() - started
-    image_weight = settings.training.image_weight if "text" in modalities else 1.0
-    fusion_scores: dict[float, float] = {}
-    if use_image:
-        from rakuten_ml.models.vision.ensemble import VisionEnsemble
-
-        started = time.perf_counter()
-        image_model = VisionEnsemble(vision_config(settings)).fit(
-            fit_rows["image_key"].tolist(), fit_rows["prdtypecode"].tolist(),
-            tune_rows["image_key"].tolist(), tune_rows["prdtypecode"].tolist(),
-            store=platform.store, snapshot_id=snapshot_id,
-            train_ids=fit_rows["productid"].tolist(), val_ids=tune_rows["productid"].tolist(),
-        )
-        timings["train_seconds_image"] = time.perf_counter() - started
-        if text_model is not None:
-            tuner = FusedClassifier(
-                text_model=text_model, image_model=image_model, image_weight=image_weight,
-                confidence_threshold=settings.training.confidence_threshold,
-            )
-            p_text, p_image, has_text, has_image = tuner.modality_probabilities(tune_rows[TEXT_COLUMNS], tune_rows["image_key"].tolist(), platform.store)
-            search = search_image_weight(p_text, p_image, has_text, has_image, DEFAULT_MAPPING.encode(tune_rows["prdtypecode"]), default=settings.training.image_weight)
-            image_weight, fusion_scores = search.best_weight, search.scores
-    classifier = FusedClassifier(
-        text_model=text_model, image_model=image_model, image_weight=image_weight,
-        confidence_threshold=settings.training.confidence_threshold, mapping=DEFAULT_MAPPING,
-        metadata={"snapshot_id": snapshot_id, "modalities": list(modalities)},
-    )
-
-    y_eval = evaluation["prdtypecode"].to_numpy()
-    images = evaluation["image_key"].tolist() if use_image else None
-    p_text, p_image, has_text, has_image = classifier.modality_probabilities(evaluation[TEXT_COLUMNS], images, platform.store)
-    proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, image_weight)
-    report = evaluate_proba(y_eval, proba, DEFAULT_MAPPING, settings.training.confidence_threshold)
-    by_modality: dict[str, EvaluationReport] = {}
-    if p_text is not None and p_image is not None:
-        by_modality = {
-            "text only": evaluate_proba(y_eval, p_text, DEFAULT_MAPPING, settings.training.confidence_threshold),
-            "image only (soft vote)": evaluate_proba(y_eval, p_image, DEFAULT_MAPPING, settings.training.confidence_threshold),
-            f"fused (w_img={image_weight:.1f})": report,
-        }
-    robustness = _robustness(classifier, evaluation, platform) if use_image else {}
-    metrics = dict(report.metrics) | timings
-    metrics |= {f"{name.split(' ')[0]}_f1_weighted": sub.metrics["f1_weighted"] for name, sub in by_modality.items()}
-    metrics |= {f"robustness_f1_{name}": value for name, value in robustness.items()}
-    if image_model is not None:
-        metrics |= {f"vision_val_f1_{member}": value for member, value in image_model.member_metrics_.items()}
-    metrics["share_fused"] = float(np.mean(modality == "fused"))
-
-    configure_mlflow(settings)
-    tags = {
+def _version_tags(snapshot_id: str, modalities: Sequence[str], dag_run_id: str | None, reason: str) -> dict[str, str]:
+    return {
         SNAPSHOT_TAG: snapshot_id,
         GIT_COMMIT_TAG: git_commit(),
         DAG_RUN_TAG: dag_run_id or "",
         TRIGGER_REASON_TAG: reason,
         "modalities": ",".join(modalities),
     }
+
+
+def _run_params(split: TrainingSplit, modalities: Sequence[str], fitted: FittedClassifier, settings: Settings) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "snapshot_id": snapshot_id,
+        "snapshot_id": split.snapshot_id,
         "modalities": list(modalities),
-        "n_train": len(fit_rows),
-        "n_tune": 0 if tune_rows is None else len(tune_rows),
-        "n_eval": len(evaluation),
+        "n_train": len(split.fit),
+        "n_tune": 0 if split.tune is None else len(split.tune),
+        "n_eval": len(split.evaluation),
         "split_seed": settings.random_seed,
         "validation_share": settings.training.validation_share,
-        "image_weight": image_weight,
+        "image_weight": fitted.classifier.image_weight,
         "confidence_threshold": settings.training.confidence_threshold,
     }
-    if text_model is not None:
-        params |= {f"text.{k}": v for k, v in text_model.get_params().items()}
-    if image_model is not None:
-        config = image_model.config
+    if fitted.text_model is not None:
+        params |= {f"text.{k}": v for k, v in fitted.text_model.get_params().items()}
+    if fitted.image_model is not None:
+        config = fitted.image_model.config
         params |= {"vision.profile": settings.vision.profile, "vision.backbones": config.backbones, "vision.weights": config.weights,
                    "vision.image_size": config.image_size, "vision.max_epochs": config.max_epochs}
-    context = {"snapshot": snapshot_id, "modalities": ", ".join(modalities), "evaluation rows": len(evaluation), "image weight": image_weight}
+    return params
+
+
+def _log_and_register(
+    platform: Platform, split: TrainingSplit, modalities: Sequence[str], fitted: FittedClassifier, assessment: Assessment,
+    metrics: dict[str, float], *, tags: dict[str, str],
+) -> tuple[RegisteredModel, str]:
+    """One MLflow run holding the params, metrics, reports and figures, and the version registered from it."""
+    import mlflow
+
+    settings = platform.settings
+    classifier, report, evaluation, snapshot_id = fitted.classifier, assessment.report, split.evaluation, split.snapshot_id
+    context = {"snapshot": snapshot_id, "modalities": ", ".join(modalities), "evaluation rows": len(evaluation),
+               "image weight": classifier.image_weight}
+    markdown = markdown_report(report, title=f"Evaluation of {settings.registered_model_name} on {snapshot_id}", context=context,
+                               modality_reports=assessment.by_modality, robustness=assessment.robustness)
+    configure_mlflow(settings)
     with registry_errors(settings.mlflow_tracking_uri, f"start the training run of {snapshot_id}", then=RERUN_TRAINING):
         run = mlflow.start_run(run_name=f"train-{snapshot_id}")
     try:
@@ -253,23 +183,23 @@ def train_and_register(
             classifier,
             settings,
             example=evaluation[TEXT_COLUMNS].head(5).assign(image=""),
-            params=params,
+            params=_run_params(split, modalities, fitted, settings),
             metrics=metrics,
             tags=tags,
             json_artifacts={
-                EVALUATION_REPORT: report.to_dict() | {"fusion_weight_scores": {str(k): v for k, v in fusion_scores.items()}, "robustness": robustness},
+                EVALUATION_REPORT: report.to_dict() | {"fusion_weight_scores": {str(k): v for k, v in fitted.fusion_scores.items()},
+                                                       "robustness": assessment.robustness},
                 EVALUATION_PRODUCTIDS: {"snapshot_id": snapshot_id, "productids": evaluation["productid"].astype(int).tolist()},
                 "label_mapping.json": {"codes": list(DEFAULT_MAPPING.codes)},
             },
-            text_artifacts={EVALUATION_MARKDOWN: markdown_report(report, title=f"Evaluation of {settings.registered_model_name} on {snapshot_id}", context=context, modality_reports=by_modality, robustness=robustness)},
+            text_artifacts={EVALUATION_MARKDOWN: markdown},
             figures={
                 CONFUSION_FIGURE: confusion_matrix_figure(report.confusion, DEFAULT_MAPPING.codes),
-                RELIABILITY_FIGURE: reliability_figure(proba, DEFAULT_MAPPING.encode(y_eval)),
+                RELIABILITY_FIGURE: reliability_figure(assessment.proba, DEFAULT_MAPPING.encode(evaluation["prdtypecode"].to_numpy())),
             },
         )
     except BaseException:
         _end_run("FAILED")
         raise
     _end_run("FINISHED")
-    log.info("trained %s on %s: weighted F1 %.4f, version %s", "+".join(modalities), snapshot_id, metrics["f1_weighted"], registered.version)
-    return TrainResult(snapshot_id, run.info.run_id, registered.name, registered.version, metrics)
+    return registered, run.info.run_id

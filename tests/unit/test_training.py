@@ -44,7 +44,7 @@ def test_unloadable_model_is_a_clear_error(settings, tmp_path):
 
 def test_vision_config_from_settings(tmp_path):
     from rakuten_ml.errors import ConfigurationError
-    from rakuten_ml.training.train import vision_config
+    from rakuten_ml.training.fitting import vision_config
 
     config = vision_config(Settings(home=tmp_path, vision_profile="tiny", vision_members="cnn-xgb,vit-mlp", vision_weights="cnn-xgb=/w/r.pth"))
     assert set(config.backbones) == {"cnn-xgb", "vit-mlp"} and set(config.weights) == {"cnn-xgb", "vit-mlp"}
