@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -22,7 +23,7 @@ class Platform:
     _prepared: bool = field(default=False, init=False, repr=False, compare=False)
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Platform:
+    def from_env(cls, **overrides: Any) -> Platform:
         return cls(Settings(**{k: v for k, v in overrides.items() if v is not None}))
 
     @classmethod

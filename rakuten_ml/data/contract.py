@@ -99,10 +99,15 @@ def parse_integer(name: str, value: Any) -> int:
         raise ValueError(f"{name} must be an integer, got a boolean")
     if isinstance(value, numbers.Integral):  # int and numpy integers
         return int(value)
-    if isinstance(value, (numbers.Real, Decimal)):  # float, numpy floats, NUMERIC columns
-        if not math.isfinite(value) or value != int(value):
+    if isinstance(value, Decimal):  # NUMERIC columns: compared exactly, never through a float
+        if not value.is_finite() or value != value.to_integral_value():
             raise ValueError(f"{name} must be an integer, got {_shown(value)}")
         return int(value)
+    if isinstance(value, numbers.Real):  # float, numpy floats
+        as_float = float(value)
+        if not math.isfinite(as_float) or as_float != int(as_float):
+            raise ValueError(f"{name} must be an integer, got {_shown(value)}")
+        return int(as_float)
     if isinstance(value, str):
         text = value.strip()
         match = _ASCII_INTEGER.fullmatch(text)

@@ -291,7 +291,7 @@ class CatalogueFilesSource:
                 label = labels.take(record.key)
                 raw = record.raw() | ({"prdtypecode": label} if label is not None else {})
                 batch.rejections.append(Rejection("files", record.location, record.problem[0], record.problem[1], None, raw))
-            elif x_counts[record.key] > 1:
+            elif record.key is not None and x_counts[record.key] > 1:
                 label = labels.take(record.key)
                 lines = [r.line for r in x.records if r.key == record.key]
                 detail = f"index {record.key} is on lines {', '.join(map(str, lines))} of {self.x_file}: its label cannot be told to belong to one of them"

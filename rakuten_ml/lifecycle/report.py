@@ -395,11 +395,12 @@ def alert_days(rows: Sequence[Mapping[str, Any]]) -> list[date]:
 
 def _drift_axis(ax: Axes, metric: str, rows: Sequence[Mapping[str, Any]], alerts: Sequence[date]) -> None:
     """One rule: its statistic per model version, its threshold dashed, drift orange, alerts red."""
-    for n, day in enumerate(alerts):
+    for n, alert_day in enumerate(alerts):
+        day: Any = alert_day  # matplotlib converts dates at run time; its stubs only name floats
         ax.axvline(day, color="#cf222e", alpha=0.18, linewidth=10, label="alert day" if n == 0 else None)
     for i, version in enumerate(sorted({str(r.get("model_version")) for r in rows}, key=_version_key)):
         mine = [r for r in rows if str(r.get("model_version")) == version]
-        days = [_as_date(r.get("check_date")) for r in mine]
+        days: list[Any] = [_as_date(r.get("check_date")) for r in mine]
         values = [drift_value(r) for r in mine]
         ax.plot(days, [v if v is not None else math.nan for v, _ in values], marker="o", color=f"C{i % 10}", label=f"v{version}")
         ax.step(days, [t if t is not None else math.nan for _, t in values], where="mid", linestyle="--", color=f"C{i % 10}",
@@ -610,7 +611,7 @@ def _alias_plot(events: Sequence[Mapping[str, Any]]) -> str | None:
     for i, model in enumerate(models):
         x = numbers[model]
         for slot, style, label in ((0, "-", "champion"), (1, ":", "challenger")):
-            y = [position[s[slot]] if s[slot] is not None else math.nan for s in states[model]]
+            y = [math.nan if (v := s[slot]) is None else position[v] for s in states[model]]
             ax.step(x, y, where="post", linestyle=style, marker="o" if slot == 0 else ".", color=f"C{i % 10}",
                     linewidth=2.2 if slot == 0 else 1.4, label=f"{model} {label}")
     ax.set_yticks(range(len(versions)), [f"v{v}" for v in versions])
@@ -636,7 +637,7 @@ def alias_section(events: Sequence[Mapping[str, Any]], timeline: Timeline, error
     rows = [
         ((n, _event_day(e, days), e.get("at"), e.get("model_name"), e.get("action"), _version(e.get("from_version")),
           _version(e.get("to_version")), e.get("actor"), e.get("dag_run_id"), e.get("reason")),
-         e.get("action") if e.get("action") in ("promote", "rollback", "gate_fail", "reject") else "")
+         str(e.get("action")) if e.get("action") in ("promote", "rollback", "gate_fail", "reject") else "")
         for n, e in enumerate(events, start=1)
     ]
     table = _table(("#", "day", "at", "model", "action", "from", "to", "actor", "DAG run", "reason"), rows)

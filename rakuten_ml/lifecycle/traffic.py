@@ -72,7 +72,9 @@ def send_traffic(
     summary, started = TrafficSummary(), time.monotonic()
     labels = dict(zip(products["productid"].astype(int), products["prdtypecode"].astype(int), strict=True))
     labelled = set(np.random.default_rng(seed).permutation(list(labels))[: int(round(feedback_share * len(labels)))].tolist())
-    versions, modalities, correct = Counter(), Counter(), Counter()
+    versions: Counter[str] = Counter()
+    modalities: Counter[str] = Counter()
+    correct: Counter[str] = Counter()
     with httpx.Client(base_url=serving_url, timeout=60.0) as client:
         for start in range(0, len(products), PRODUCTS_PER_REQUEST):
             if time.monotonic() - started > max_seconds:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,7 @@ CALIBRATIONS = ("temperature", "sigmoid", "none")
 TEXT_COLUMNS = ("designation", "description")
 SIGMOID_CV_FOLDS = 3
 
-TextInput = pd.DataFrame | Sequence[str]
+TextInput: TypeAlias = pd.DataFrame | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -398,7 +398,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         before = _pair_weighted_f1(held_y, held_proba, pair_idx)
 
         def rejected(reason: str) -> PairStageReport:
-            return PairStageReport(tuple(codes), False, before, before, len(held_in_pair), 1.0, reason)
+            return PairStageReport((codes[0], codes[1]), False, before, before, len(held_in_pair), 1.0, reason)
 
         if not all(np.any(holdout.fit_y == i) for i in pair_idx):
             return rejected("a class of the pair is absent from the fit rows")
@@ -413,7 +413,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         after = _pair_weighted_f1(held_y, after_proba, pair_idx)
         kept = after > before
         reason = "improves the pair's F1 on the hold-out" if kept else "does not improve the pair's F1 on the hold-out"
-        return PairStageReport(tuple(codes), kept, before, after, len(held_in_pair), temperature, reason)
+        return PairStageReport((codes[0], codes[1]), kept, before, after, len(held_in_pair), temperature, reason)
 
     # ---------------------------------------------------------------- inference
 

@@ -87,7 +87,7 @@ def alerts_from_events(events: Iterable[Any]) -> list[dict[str, Any]]:
         alerts.append(
             alert_from_event(
                 getattr(event, "extra", None) or {},
-                timestamp=timestamp.isoformat() if hasattr(timestamp, "isoformat") else timestamp,
+                timestamp=timestamp.isoformat() if timestamp is not None and hasattr(timestamp, "isoformat") else timestamp,
                 source_run_id=getattr(event, "source_run_id", None),
             )
         )

@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 import scipy.stats
+from numpy.typing import ArrayLike
 from scipy import stats
 
 # Below this many values on either side a KS p-value says more about the sample size than the data.
@@ -128,7 +129,7 @@ def class_distribution(codes: Iterable[int], classes: Sequence[int], smoothing: 
     return counts / counts.sum()
 
 
-def smooth_counts(counts: Sequence[float], smoothing: float = DEFAULT_SMOOTHING) -> np.ndarray:
+def smooth_counts(counts: ArrayLike, smoothing: float = DEFAULT_SMOOTHING) -> np.ndarray:
     """Counts (already in class order) -> smoothed probabilities."""
     values = np.asarray(counts, dtype=float) + smoothing
     return values / values.sum()
@@ -146,18 +147,19 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def prediction_drift(
-    current_codes: Sequence[int], reference: np.ndarray, classes: Sequence[int], *, threshold: float,
+    current_codes: ArrayLike, reference: np.ndarray, classes: Sequence[int], *, threshold: float,
     min_rows: int, smoothing: float = DEFAULT_SMOOTHING,
 ) -> ThresholdCheck:
     """KL(current predicted classes || reference distribution) > ``threshold`` means prediction drift."""
-    n = len(current_codes)
-    current = class_distribution(current_codes, classes, smoothing)
+    codes = np.asarray(current_codes).ravel()
+    n = int(codes.size)
+    current = class_distribution(codes, classes, smoothing)
     kl = kl_divergence(current, np.asarray(reference, dtype=float))
     enough = n >= min_rows
     return ThresholdCheck(kl, threshold, n, enough and kl > threshold, enough)
 
 
-def confidence_drift(confidences: Sequence[float], *, threshold: float, min_rows: int) -> ThresholdCheck:
+def confidence_drift(confidences: ArrayLike, *, threshold: float, min_rows: int) -> ThresholdCheck:
     """Mean predicted confidence below ``threshold`` means the model is unsure of what it now sees."""
     values = np.asarray(confidences, dtype=float)
     values = values[~np.isnan(values)]
@@ -168,7 +170,7 @@ def confidence_drift(confidences: Sequence[float], *, threshold: float, min_rows
 
 
 def concept_drift(
-    predicted: Sequence[int], true: Sequence[int], *, baseline_accuracy: float, max_drop: float, min_rows: int,
+    predicted: ArrayLike, true: ArrayLike, *, baseline_accuracy: float, max_drop: float, min_rows: int,
     significance: float,
 ) -> ThresholdCheck:
     """Rolling accuracy on labelled feedback more than ``max_drop`` below the validation accuracy.

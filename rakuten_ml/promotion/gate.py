@@ -22,7 +22,7 @@ from rakuten_ml.errors import GateError, RegistryNotFoundError
 from rakuten_ml.labels import CLASS_NAMES, DEFAULT_MAPPING, WEAK_CLASSES
 from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.aliases import AliasMove
-from rakuten_ml.promotion.audit import Actor, PromotionEvent, record
+from rakuten_ml.promotion.audit import Action, Actor, PromotionEvent, record
 from rakuten_ml.registry.contract import EVALUATION_PRODUCTIDS, GATE_VERDICT_TAG, LAST_ACTION_TAG
 from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.resources import Platform
@@ -200,7 +200,7 @@ def _record_verdict(
     platform: Platform, registry: ModelRegistry, candidate: str, champion: str, verdict: GateVerdict, eval_set: dict[str, Any], actor: Actor
 ) -> None:
     """Audit row, version tags, run metrics and a JSON report: the gate's inputs and verdict, kept."""
-    action = "gate_pass" if verdict.passed else "gate_fail"
+    action: Action = "gate_pass" if verdict.passed else "gate_fail"
     report = verdict.as_dict() | {"candidate": candidate, "champion": champion, "evaluation_set": eval_set}
     # one HTTP call per version tag: the headline numbers here, all of them as run metrics below
     tags: Mapping[str, object] = {

@@ -92,7 +92,7 @@ class ModelRegistry:
         try:
             record = json.loads(raw) if raw else None
         except ValueError:
-            log.warning("%s: unreadable %s tag ignored: %r", self.name, LAST_MOVE_TAG, raw[:200])
+            log.warning("%s: unreadable %s tag ignored: %r", self.name, LAST_MOVE_TAG, str(raw)[:200])
             record = None
         return state, record if isinstance(record, dict) else None
 
@@ -108,7 +108,7 @@ class ModelRegistry:
 
     def versions(self, limit: int = 20) -> list[VersionInfo]:
         """Newest first; empty while the model is not registered."""
-        found = self._unless_unregistered(
+        found: list[Any] = self._unless_unregistered(
             [],
             f"list versions of {self.name!r}",
             self.client.search_model_versions,

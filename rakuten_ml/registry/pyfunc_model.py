@@ -13,8 +13,8 @@ import binascii
 from collections.abc import Sequence
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 CLASSIFIER_ARTIFACT = "classifier"
 INPUT_COLUMNS = ("designation", "description", "image")
@@ -36,7 +36,7 @@ def decode_images(values: Sequence[Any]) -> list[bytes | None]:
     return images
 
 
-class RakutenClassifierPyfunc(mlflow.pyfunc.PythonModel):
+class RakutenClassifierPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         import joblib
 

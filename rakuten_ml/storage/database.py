@@ -10,7 +10,7 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -328,6 +328,7 @@ def upsert_rows(
         return 0
     keys = [c.name for c in table.primary_key.columns]
     dialect = conn.dialect.name
+    insert: Callable[[sa.Table], Any]
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":

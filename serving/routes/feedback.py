@@ -31,4 +31,5 @@ def record_feedback(body: FeedbackIn, state: State) -> FeedbackOut:
     upsert(state.platform.prepare().engine, feedback, [row])  # DatabaseError -> 503 by the app's handler
     state.metrics.feedback.labels(body.source).inc()
     champion = state.manager.models.champion
-    return FeedbackOut(**row, champion_version=champion.version if champion else None)
+    return FeedbackOut(productid=body.productid, prdtypecode=body.prdtypecode, source=body.source, received_at=received_at,
+                       champion_version=champion.version if champion else None)

@@ -124,6 +124,7 @@ def _predict(
             if keys:
                 fresh[keys[i]] = payload
     state.cache.put_many(fresh)
+    answered = [p for p in payloads if p is not None]  # every miss was predicted above: zip(strict) checks it
     return [
         PredictionOut(
             productid=product.productid,
@@ -138,7 +139,7 @@ def _predict(
             variant=model.variant,  # type: ignore[arg-type]
             cached=hit,
         )
-        for product, payload, model, hit in zip(products, payloads, chosen, cached, strict=True)  # type: ignore[arg-type]
+        for product, payload, model, hit in zip(products, answered, chosen, cached, strict=True)
     ]
 
 
