@@ -35,7 +35,7 @@ from tests.faults.conftest import PARTITION_SIZE, ScoringSetup
 from tests.faults.figures import record_figures
 from tests.faults.services import FaultProxy
 from tests.support.platforms import build_platform
-from tests.support.promotion import events, register_versions, set_state
+from tests.support.promotion import ab_test_in_progress, events, register_versions, set_state
 
 pytestmark = pytest.mark.faults
 
@@ -384,10 +384,8 @@ def test_mlflow_down_in_the_middle_of_an_alias_move_then_the_rerun_repairs_it(tm
                                                                             cut_after, half_moved):
     settings = Settings(home=tmp_path, mlflow_tracking_uri=mlflow_proxy.url, database_url=outage_db_url,
                         registered_model_name=f"clf-{uuid.uuid4().hex[:8]}")
-    platform = Platform(settings).prepare()
+    platform, v0, v1, v2 = ab_test_in_progress(settings)
     name = settings.registered_model_name
-    v0, v1, v2 = register_versions(settings, [0.8, 0.81, 0.82])
-    set_state(platform, champion=v1, challenger=v2, previous=v0)
     before = RegistryState(name, v1, v2, v0)
     real_move = ModelRegistry.move
     moves: list[str] = []
@@ -459,10 +457,8 @@ def test_mlflow_server_killed_mid_move_and_restarted_then_the_rerun_repairs_it(t
     server = restartable_mlflow
     settings = Settings(home=tmp_path, mlflow_tracking_uri=server.url, database_url=outage_db_url,
                         registered_model_name=f"clf-{uuid.uuid4().hex[:8]}")
-    platform = Platform(settings).prepare()
+    platform, v0, v1, v2 = ab_test_in_progress(settings)
     name = settings.registered_model_name
-    v0, v1, v2 = register_versions(settings, [0.8, 0.81, 0.82])
-    set_state(platform, champion=v1, challenger=v2, previous=v0)
     real_move = ModelRegistry.move
 
     def move_then_crash(self, alias, version):

@@ -54,6 +54,15 @@ def set_state(platform: Platform, champion: str | None = None, challenger: str |
             registry.move(alias, version)
 
 
+def ab_test_in_progress(settings: Settings) -> tuple[Platform, str, str, str]:
+    """A platform whose registry holds three versions, v1 champion, v2 challenger and v0 previous champion:
+    the state an A/B win promotes from. Returns the platform, then v0, v1, v2."""
+    platform = Platform(settings).prepare()
+    v0, v1, v2 = register_versions(settings, [0.8, 0.81, 0.82])
+    set_state(platform, champion=v1, challenger=v2, previous=v0)
+    return platform, v0, v1, v2
+
+
 def events(platform: Platform) -> list[dict]:
     return history(platform.engine, platform.settings.registered_model_name, limit=1000)
 

@@ -28,23 +28,6 @@ HELM_DIR = ROOT / "infra" / "helm" / "rakuten-ml"
 PROMETHEUS_FILE = ROOT / "monitoring" / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "monitoring" / "grafana"
 
-EXPECTED_SERVICES = {
-    "postgres",
-    "redis",
-    "minio",
-    "minio-init",
-    "mlflow",
-    "airflow-init",
-    "airflow-apiserver",
-    "airflow-scheduler",
-    "airflow-dag-processor",
-    "airflow-triggerer",
-    "airflow-worker",
-    "airflow-worker-gpu",
-    "serving",
-    "prometheus",
-    "grafana",
-}
 AIRFLOW_SERVICES = {
     "airflow-init",
     "airflow-apiserver",
@@ -54,6 +37,7 @@ AIRFLOW_SERVICES = {
     "airflow-worker",
     "airflow-worker-gpu",
 }
+EXPECTED_SERVICES = {"postgres", "redis", "minio", "minio-init", "mlflow", "serving", "prometheus", "grafana"} | AIRFLOW_SERVICES
 # Services that run to completion; everything else must declare a healthcheck.
 ONE_SHOT_SERVICES = {"minio-init", "airflow-init", "rakuten-cli"}
 
