@@ -5,14 +5,23 @@ from __future__ import annotations
 from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task
 
 from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
-from rakuten_ml.orchestration import DEFAULT_ARGS, MODALITY_CHOICES, MODEL_ASSET_URI, START_DATE, run_job
+from rakuten_ml.orchestration import (
+    DEFAULT_ARGS,
+    GPU_TRAINING_TASK,
+    MODALITY_CHOICES,
+    MODEL_ASSET_URI,
+    START_DATE,
+    TRAINING_TASK,
+    gpu_queue,
+    run_job,
+)
 from rakuten_ml.timetables import NextSlotCronTimetable
 
 DRIFT_ALERT = Asset(DRIFT_ALERT_ASSET_URI)
 DEFAULT_MODALITIES = next(iter(MODALITY_CHOICES))  # the form's default; rakuten_ml.jobs.retraining uses the same
-# How many recent drift alerts a monthly/manual run looks at for ones no run has answered yet.
+GPU_QUEUE = gpu_queue()  # image training's queue (RAKUTEN_AIRFLOW_GPU_QUEUE); text-only training stays on default
 
-DOC = """
+DOC = f"""
 ### retrain_classifier
 **Schedule:** monthly (03:00 UTC on the 1st) **or** on an event of the `rakuten://drift-alert` asset
 (emitted by `monitor_drift`); also from the UI with the params form below.
@@ -25,9 +34,13 @@ DOC = """
    `skipped_cooldown`; its log says which run holds the cool-down): a refused run shows as a skip in the
    grid, not as a green training.
 3. `refresh_snapshot` ingests the sources again (new human labels) unless `snapshot_id` is given.
-4. `train` trains on it with the chosen modalities (default: the champion's, else the newest version's,
-   text+image for a first model) and registers a new version in MLflow.
-5. `register` closes the request with the version and emits `rakuten://registered-model`.
+4. `route_training` resolves the modalities (default: the champion's, else the newest version's,
+   text+image for a first model) and picks the lane: `{GPU_TRAINING_TASK}` on queue `{GPU_QUEUE}` when the
+   image models are trained (they fit on a GPU worker), `{TRAINING_TASK}` on `default` for text only.
+   The other lane shows as skipped.
+5. The lane trains on the snapshot and registers a new version in MLflow (its description and a link
+   back to this run are on the version).
+6. `register` closes the request with the version and emits `rakuten://registered-model`.
 
 **Promotion (gate, A/B start) attaches downstream of `register`**, whose return value is the
 training summary (`model_version`, `metrics`, `snapshot_id`).
@@ -65,18 +78,28 @@ def retrain_classifier() -> None:
     def refresh_snapshot() -> str:
         return run_job("retraining.refresh_snapshot")
 
-    @task
+    @task.branch
+    def route_training() -> str:
+        return run_job("retraining.route_training")
+
+    @task(task_id=TRAINING_TASK)
     def train(snapshot_id: str, decision: dict) -> dict:
         return run_job("retraining.train", snapshot_id=snapshot_id, decision=decision)
 
-    @task(outlets=[Asset(MODEL_ASSET_URI)])
-    def register(trained: dict, decision: dict) -> dict:
-        return run_job("retraining.register", trained=trained, decision=decision)
+    @task(task_id=GPU_TRAINING_TASK, queue=GPU_QUEUE)
+    def train_on_gpu(snapshot_id: str, decision: dict) -> dict:
+        return run_job("retraining.train", snapshot_id=snapshot_id, decision=decision)
+
+    @task(outlets=[Asset(MODEL_ASSET_URI)], trigger_rule="none_failed_min_one_success")
+    def register(decision: dict, trained: dict | None, trained_on_gpu: dict | None) -> dict:
+        return run_job("retraining.register", decision=decision, trained=trained, trained_on_gpu=trained_on_gpu)
 
     decision = decide()
     snapshot_id = refresh_snapshot()
     cooldown_gate(decision) >> snapshot_id
-    register(train(snapshot_id, decision), decision)
+    lanes = [train(snapshot_id, decision), train_on_gpu(snapshot_id, decision)]
+    snapshot_id >> route_training() >> lanes
+    register(decision, *lanes)
 
 
 retrain_classifier()

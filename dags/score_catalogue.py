@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
-from rakuten_ml.orchestration import DEFAULT_ARGS, DEFAULT_PARTITION_SIZE, SNAPSHOT_ASSET_URI, START_DATE, run_job, scoring_queue
+from rakuten_ml.orchestration import DEFAULT_ARGS, DEFAULT_PARTITION_SIZE, SNAPSHOT_ASSET_URI, START_DATE, gpu_queue, run_job
 
-# Mapped scoring tasks go to this Celery/Kubernetes queue (RAKUTEN_SCORING_QUEUE); a CPU-only deployment sets "default".
-SCORING_QUEUE = scoring_queue()
+# Mapped scoring tasks go to this Celery/Kubernetes queue (RAKUTEN_AIRFLOW_GPU_QUEUE); a CPU-only deployment sets "default".
+GPU_QUEUE = gpu_queue()
 SNAPSHOT = Asset(SNAPSHOT_ASSET_URI)
 
 DOC = f"""
@@ -21,7 +21,7 @@ DOC = f"""
 2. `plan` splits the snapshot the triggering event names (or the `snapshot_id` param, or the latest)
    into productid ranges (`partition_size` param). Predictions are stamped with the day the run stands
    for: the ingestion's logical date carried by the event, else this run's logical date, else now.
-3. `score_partition` is mapped over them on queue `{SCORING_QUEUE}` (env `RAKUTEN_SCORING_QUEUE`):
+3. `score_partition` is mapped over them on queue `{GPU_QUEUE}` (env `RAKUTEN_AIRFLOW_GPU_QUEUE`):
    GPU workers when the deployment has them; each worker loads the model once, streams images through a
    DataLoader, runs AMP on CUDA. A partition already scored in this run is skipped, so clearing a killed
    run resumes it; predictions are upserted keyed by (run id, product id). A photo this model version
@@ -58,7 +58,7 @@ def score_catalogue() -> None:
     def plan(models: dict) -> list[dict]:
         return run_job("scoring.plan", models=models)
 
-    @task(queue=SCORING_QUEUE, retries=3, max_active_tis_per_dagrun=8)
+    @task(queue=GPU_QUEUE, retries=3, max_active_tis_per_dagrun=8)
     def score_partition(partition: dict, models: dict) -> dict:
         return run_job("scoring.score_partition", partition=partition, models=models)
 

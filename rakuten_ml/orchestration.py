@@ -48,11 +48,17 @@ def latest_event_extra(events: Iterable[Any]) -> dict[str, Any]:
     return dict(getattr(newest, "extra", None) or {})
 
 
-def scoring_queue() -> str:
-    """The queue of the nightly scoring's partition tasks (``RAKUTEN_SCORING_QUEUE``), read when the DAG is parsed."""
-    from rakuten_ml.settings import ScoringSettings
+# The two lanes of retrain_classifier's training: image models on the GPU queue, text only on default.
+TRAINING_TASK = "train"
+GPU_TRAINING_TASK = "train_on_gpu"
 
-    return ScoringSettings().queue
+
+def gpu_queue() -> str:
+    """The Airflow queue of GPU work (scoring partitions, image training: ``RAKUTEN_AIRFLOW_GPU_QUEUE``), read when a
+    DAG file is parsed."""
+    from rakuten_ml.settings import AirflowSettings
+
+    return AirflowSettings().gpu_queue
 
 
 def job_context(context: Mapping[str, Any]) -> Any:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,7 +50,16 @@ class Section(BaseSettings):
         prefix = cls.model_config.get("env_prefix", "")
         for name, info in cls.model_fields.items():
             alias = info.validation_alias
+            if isinstance(alias, AliasChoices):  # the documented variable first, then older names still read
+                alias = alias.choices[0]
             yield (alias if isinstance(alias, str) else (prefix + name).upper()), name, info
+
+    @classmethod
+    def older_variables(cls) -> Iterator[str]:
+        """Variables read after the documented one (kept working when a setting was renamed)."""
+        for info in cls.model_fields.values():
+            if isinstance(info.validation_alias, AliasChoices):
+                yield from (c for c in info.validation_alias.choices[1:] if isinstance(c, str) and c.startswith(ENV_PREFIX))
 
 
 class IngestSettings(Section):
@@ -167,11 +176,6 @@ class ScoringSettings(Section):
     model_config = SettingsConfigDict(env_prefix="RAKUTEN_SCORING_")
     title: ClassVar[str] = "Nightly batch scoring"
 
-    queue: str = Field(
-        default="gpu",
-        description="Airflow queue of the nightly scoring's mapped partition tasks: Celery workers started with "
-        "`-q gpu` take them; a CPU-only Celery deployment sets `default` (LocalExecutor ignores queues).",
-    )
     image_cache: bool = Field(
         default=True,
         description="Batch scoring reuses the image model's output for a photo (by SHA-256) that the same model "
@@ -180,6 +184,28 @@ class ScoringSettings(Section):
     )
     metrics_textfile: str = Field(
         default="", description="Prometheus textfile each finished scoring run rewrites ('' = $HOME/metrics/rakuten_scoring.prom)."
+    )
+
+
+class AirflowSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="RAKUTEN_AIRFLOW_")
+    title: ClassVar[str] = "Airflow: queues and links to the UIs"
+
+    gpu_queue: str = Field(
+        default="gpu", min_length=1,
+        validation_alias=AliasChoices("RAKUTEN_AIRFLOW_GPU_QUEUE", _legacy("scoring_queue")),
+        description="Airflow queue of the GPU work: the nightly scoring's partitions and the training of image models "
+        "(text-only training stays on `default`). Celery workers started with `-q gpu` take it; a CPU-only Celery "
+        "deployment sets `default`; LocalExecutor ignores queues. Read when the DAG files are parsed.",
+    )
+    base_url: str = Field(
+        default="http://localhost:8080",
+        description="Airflow UI base URL: each registered MLflow version links back to the DAG run that trained it.",
+    )
+    mlflow_ui_url: str = Field(
+        default="",
+        description="MLflow UI base URL of Airflow's links to training runs and model versions; '' = the tracking URI "
+        "when it is an http(s) server (no link for an embedded sqlite store).",
     )
 
 
@@ -311,6 +337,7 @@ SECTIONS: dict[str, type[Section]] = {
     "training": TrainingSettings,
     "vision": VisionSettings,
     "scoring": ScoringSettings,
+    "airflow": AirflowSettings,
     "gate": GateSettings,
     "ab": ABSettings,
     "rollback": RollbackSettings,
@@ -341,6 +368,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     ab: ABSettings = Field(default_factory=ABSettings)
     rollback: RollbackSettings = Field(default_factory=RollbackSettings)
@@ -454,7 +482,7 @@ _NOT_SETTINGS_PREFIXES = ("RAKUTEN_TEST_", "RAKUTEN_BENCH_", "RAKUTEN_SOAK_")
 def warn_unknown_variables(names: tuple[str, ...]) -> list[str]:
     """Warn (once per set of variables) about ``RAKUTEN_*`` variables no setting reads: a typo such as
     ``RAKUTEN_DATABSE_URL`` would otherwise leave the embedded default in force without a word."""
-    known = {variable for variable, _, _ in variable_names()}
+    known = {variable for variable, _, _ in variable_names()} | {v for cls in SECTIONS.values() for v in cls.older_variables()}
     unknown = [n for n in names if n.startswith(ENV_PREFIX) and n not in known and not n.startswith(_NOT_SETTINGS_PREFIXES)]
     for name in unknown:
         close = difflib.get_close_matches(name, known, n=1)

@@ -11,8 +11,9 @@ from typing import Any
 from rakuten_ml.jobs.context import JobContext, JobSkipped, WithEvents
 from rakuten_ml.jobs.ingestion import run_ingest
 from rakuten_ml.monitoring import DRIFT_ALERT_ASSET_URI
-from rakuten_ml.orchestration import MODALITY_CHOICES, MODEL_ASSET_URI
+from rakuten_ml.orchestration import GPU_TRAINING_TASK, MODALITY_CHOICES, MODEL_ASSET_URI, TRAINING_TASK
 from rakuten_ml.resources import Platform
+from rakuten_ml.settings import Settings
 
 DEFAULT_MODALITIES = next(iter(MODALITY_CHOICES))
 RECENT_ALERTS = 20  # newest drift-alert events a scheduled or manual run looks at for unanswered alerts
@@ -49,6 +50,14 @@ def refresh_snapshot(ctx: JobContext) -> str:
     return ctx.param("snapshot_id") or run_ingest(run_id=f"{ctx.run_id}.refresh_snapshot")["snapshot_id"]
 
 
+def route_training(ctx: JobContext) -> str:
+    """The training lane: the GPU queue's task when image models are trained, the default queue's for text only."""
+    from rakuten_ml.training.modalities import resolve_modalities
+
+    modalities = resolve_modalities(Settings(), ctx.param("modalities", DEFAULT_MODALITIES))
+    return GPU_TRAINING_TASK if "image" in modalities else TRAINING_TASK
+
+
 def train(ctx: JobContext, snapshot_id: str, decision: dict[str, Any]) -> dict[str, Any]:
     """Train and register; a failure marks the request failed (so it does not hold the cool-down) and propagates."""
     from rakuten_ml.monitoring.retrain_guard import record_failure
@@ -70,10 +79,15 @@ def train(ctx: JobContext, snapshot_id: str, decision: dict[str, Any]) -> dict[s
     return result.summary()
 
 
-def register(ctx: JobContext, trained: dict[str, Any], decision: dict[str, Any]) -> WithEvents:
+def register(
+    ctx: JobContext, decision: dict[str, Any], trained: dict[str, Any] | None = None, trained_on_gpu: dict[str, Any] | None = None
+) -> WithEvents:
     """Close the request with its version and announce the version on the registered-model asset."""
     from rakuten_ml.monitoring.retrain_guard import STATUS_SUCCEEDED, finish_request
 
+    trained = trained or trained_on_gpu  # the lane that ran; the skipped one returned nothing
+    if trained is None:  # both lanes skipped (a refused request): there is nothing to register
+        raise JobSkipped(f"nothing was trained ({decision.get('status')}): no version to register")
     finish_request(Platform.ready().engine, decision["dag_run_id"], status=STATUS_SUCCEEDED,
                    snapshot_id=trained["snapshot_id"], model_version=trained["model_version"])
     extra = {"model_version": trained["model_version"], "reason": decision["reason"], "alert_ids": [a["alert_id"] for a in decision["alerts"]]}

@@ -138,7 +138,7 @@ def airflow_env(home: Path, port: int, base: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "RAKUTEN_SCORING_QUEUE": "default",  # LocalExecutor has no queues: the gpu queue is a Celery matter
+        "RAKUTEN_AIRFLOW_GPU_QUEUE": "default",  # LocalExecutor has no queues: the gpu queue is a Celery matter
     }
 
 

@@ -20,6 +20,8 @@ DAGS = DAGS_FOLDER
 def _task_functions(tree: ast.AST) -> list[ast.FunctionDef]:
     def is_task(decorator: ast.expr) -> bool:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "task":
+            return True  # @task.branch, @task.short_circuit...
         return (isinstance(target, ast.Name) and target.id == "task") or (isinstance(target, ast.Attribute) and target.attr == "task")
 
     return [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and any(is_task(d) for d in node.decorator_list)]

@@ -160,3 +160,44 @@ def test_a_failed_job_fails_its_task_and_emitted_events_reach_the_outlets(dagbag
     emitted = dagbag.dags["monitor_drift"].get_task("emit_alert").python_callable(summary={"alerts": ["data_drift"], "alert": alert})
     assert emitted == alert
     assert task_context["outlet_events"][Asset("rakuten://drift-alert")].extra == alert
+
+
+def test_image_training_runs_on_the_gpu_queue_and_text_only_on_default(dagbag):
+    from airflow.task.trigger_rule import TriggerRule
+
+    from rakuten_ml.orchestration import GPU_TRAINING_TASK, TRAINING_TASK, gpu_queue
+
+    dag = dagbag.dags["retrain_classifier"]
+    assert dag.get_task(GPU_TRAINING_TASK).queue == gpu_queue() == "gpu"
+    assert dag.get_task(TRAINING_TASK).queue == "default"
+    route = dag.get_task("route_training")
+    assert route.downstream_task_ids == {TRAINING_TASK, GPU_TRAINING_TASK}
+    # register runs after whichever lane ran (and skips itself when both were skipped: a refused request)
+    assert dag.get_task("register").trigger_rule == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+    assert dagbag.dags["score_catalogue"].get_task("score_partition").queue == gpu_queue()
+
+
+@pytest.mark.parametrize(("choice", "lane"), [("text", "train"), ("text+image", "train_on_gpu")])
+def test_the_training_lane_follows_the_modalities(choice, lane, tmp_path, monkeypatch):
+    from rakuten_ml.jobs import retraining
+    from rakuten_ml.jobs.context import JobContext
+
+    monkeypatch.setenv("RAKUTEN_HOME", str(tmp_path))
+    assert retraining.route_training(JobContext(run_id="r1", params={"modalities": choice})) == lane
+
+
+def test_register_takes_the_summary_of_the_lane_that_ran(tmp_path, monkeypatch):
+    from rakuten_ml.jobs import retraining
+    from rakuten_ml.jobs.context import JobContext, JobSkipped
+    from rakuten_ml.monitoring.retrain_guard import begin_retrain
+    from rakuten_ml.resources import Platform
+
+    monkeypatch.setenv("RAKUTEN_HOME", str(tmp_path))
+    engine = Platform.ready().engine
+    decision = begin_retrain(engine, dag_run_id="manual__1", run_type="manual", triggering=[], recent=[], reason="test",
+                             force=True, cooldown_hours=0.0, as_of=None)
+    trained = {"snapshot_id": "snap-1", "model_version": "3", "metrics": {}}
+    out = retraining.register(JobContext(run_id="manual__1"), decision, trained=None, trained_on_gpu=trained)
+    assert out.value == trained and out.events["rakuten://registered-model"]["model_version"] == "3"
+    with pytest.raises(JobSkipped, match="nothing was trained"):  # both lanes skipped: a refused request
+        retraining.register(JobContext(run_id="manual__1"), decision, trained=None, trained_on_gpu=None)
