@@ -3,6 +3,9 @@ job runner): stdlib at import, since the scheduler imports this module every tim
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +81,7 @@ def job_context(context: Mapping[str, Any]) -> Any:
 
     return JobContext(
         run_id=str(context.get("run_id") or "manual"),
+        dag_id=getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", None),
         run_type=str(getattr(run_type, "value", run_type) or "manual"),
         params=dict(context.get("params") or {}),
         logical_date=logical_date,
@@ -100,6 +104,22 @@ def resolve_job(name: str) -> Any:
     return getattr(importlib.import_module(f"rakuten_ml.jobs.{module}"), function)
 
 
+def keep_library_log_levels() -> None:
+    """Let MLflow's log records reach the task log with their level.
+
+    MLflow installs its own handler on stderr when it is imported, and Airflow files what a task writes
+    to stderr as ERROR: its INFO lines would read as errors. Without that handler (and with
+    ``MLFLOW_CONFIGURE_LOGGING=false`` for an import still to come) its records propagate to the root
+    logger, which Airflow's task log handler serves with their own level.
+    """
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    mlflow_logger = logging.getLogger("mlflow")
+    for handler in list(mlflow_logger.handlers):
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__):
+            mlflow_logger.removeHandler(handler)
+    mlflow_logger.propagate = True
+
+
 def run_job(name: str, /, **kwargs: Any) -> Any:
     """Run the job ``name`` (a function of :mod:`rakuten_ml.jobs`) as the current Airflow task.
 
@@ -111,6 +131,7 @@ def run_job(name: str, /, **kwargs: Any) -> Any:
 
     from rakuten_ml.jobs.context import JobFailed, JobSkipped, WithEvents
 
+    keep_library_log_levels()
     job = resolve_job(name)
     context = get_current_context()
     try:

@@ -37,6 +37,7 @@ class JobContext:
 
     run_id: str = "manual"
     run_type: str = "manual"
+    dag_id: str | None = None  # None outside Airflow (the CLI)
     params: Mapping[str, Any] = field(default_factory=dict)
     logical_date: datetime | None = None
     as_of: datetime = field(default_factory=lambda: datetime.now(UTC))

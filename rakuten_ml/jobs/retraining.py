@@ -71,6 +71,7 @@ def train(ctx: JobContext, snapshot_id: str, decision: dict[str, Any]) -> dict[s
             snapshot_id=snapshot_id,
             modalities=resolve_modalities(platform.settings, ctx.param("modalities", DEFAULT_MODALITIES)),
             dag_run_id=ctx.run_id,
+            dag_id=ctx.dag_id,
             reason=decision["reason"],
         )
     except Exception as exc:

@@ -14,7 +14,7 @@ def train_text(ctx: JobContext) -> WithEvents:
 
     result = train_and_register(
         Platform.ready(), snapshot_id=ctx.param("snapshot_id"), modalities=("text",), dag_run_id=ctx.run_id,
-        reason=ctx.param("reason", "manual"),
+        dag_id=ctx.dag_id, reason=ctx.param("reason", "manual"),
     )
     summary: dict[str, Any] = result.summary()
     return WithEvents(summary, {MODEL_ASSET_URI: {"model_version": summary.get("model_version"), "reason": ctx.param("reason", "manual")}})

@@ -132,6 +132,7 @@ def airflow_env(home: Path, port: int, base: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
         "AIRFLOW__API__BASE_URL": api,
+        "RAKUTEN_AIRFLOW_BASE_URL": api,  # each registered version links back to its DAG run here
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         # DAG files do not change during a run: parse them once a minute, not every 30 s

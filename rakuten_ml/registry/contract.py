@@ -11,6 +11,8 @@ PREVIOUS_CHAMPION = "previous-champion"
 # Version tags written by training (registry.model_registry.log_and_register).
 SNAPSHOT_TAG = "snapshot_id"
 DAG_RUN_TAG = "dag_run_id"
+DAG_ID_TAG = "dag_id"
+DAG_RUN_URL_TAG = "airflow.dag_run_url"  # the DAG run's page in the Airflow UI (also linked from the description)
 GIT_COMMIT_TAG = "git_commit"
 TRIGGER_REASON_TAG = "trigger_reason"
 METRIC_TAG_PREFIX = "metric."  # + a validation metric name, e.g. metric.accuracy

@@ -24,9 +24,12 @@ from rakuten_ml.evaluation.plots import confusion_matrix_figure, reliability_fig
 from rakuten_ml.evaluation.report import markdown_report
 from rakuten_ml.jsonsafe import json_safe
 from rakuten_ml.labels import DEFAULT_MAPPING
+from rakuten_ml.links import airflow_dag_run_url
 from rakuten_ml.registry.contract import (
     CONFUSION_FIGURE,
+    DAG_ID_TAG,
     DAG_RUN_TAG,
+    DAG_RUN_URL_TAG,
     EVALUATION_MARKDOWN,
     EVALUATION_PRODUCTIDS,
     EVALUATION_REPORT,
@@ -36,7 +39,7 @@ from rakuten_ml.registry.contract import (
     TRIGGER_REASON_TAG,
 )
 from rakuten_ml.registry.errors import registry_errors
-from rakuten_ml.registry.model_registry import RERUN_TRAINING, RegisteredModel, log_and_register
+from rakuten_ml.registry.model_registry import HEADLINE_METRICS, RERUN_TRAINING, RegisteredModel, log_and_register
 from rakuten_ml.registry.tracking import configure_mlflow, git_commit
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
@@ -57,6 +60,7 @@ class TrainResult:
     model_name: str
     model_version: str
     metrics: dict[str, float]
+    experiment_id: str = ""  # with run_id, the run's page in the MLflow UI (rakuten_ml.links)
 
     def summary(self) -> dict[str, object]:
         """JSON-valid (an undefined metric, e.g. a class absent from the hold-out, is None): it is an XCom."""
@@ -102,9 +106,13 @@ def train_and_register(
     snapshot_id: str | None = None,
     modalities: Sequence[str] = ("text",),
     dag_run_id: str | None = None,
+    dag_id: str | None = None,
     reason: str = "manual",
 ) -> TrainResult:
-    """Train the classifier on a snapshot (latest by default), evaluate it and register it in MLflow."""
+    """Train the classifier on a snapshot (latest by default), evaluate it and register it in MLflow.
+
+    From Airflow (``dag_id`` and ``dag_run_id``), the version's description and a tag link back to the
+    DAG run in the Airflow UI (``RAKUTEN_AIRFLOW_BASE_URL``)."""
     settings = platform.settings
     modalities = tuple(dict.fromkeys(modalities))
     _check_modalities(modalities)
@@ -112,11 +120,14 @@ def train_and_register(
     fitted = fit_classifier(split, modalities, settings, platform.store)
     assessment = assess(fitted.classifier, split.evaluation, platform.store, threshold=settings.training.confidence_threshold)
     metrics = assessment.metrics | fitted.timings
-    registered, run_id = _log_and_register(platform, split, modalities, fitted, assessment, metrics,
-                                           tags=_version_tags(split.snapshot_id, modalities, dag_run_id, reason))
+    dag_run_url = airflow_dag_run_url(settings.airflow.base_url, dag_id, dag_run_id) if dag_id and dag_run_id else None
+    tags = _version_tags(split.snapshot_id, modalities, dag_run_id, dag_id, dag_run_url, reason)
+    description = version_description(split, modalities, metrics, reason=reason, dag_id=dag_id, dag_run_id=dag_run_id,
+                                      dag_run_url=dag_run_url)
+    registered, run = _log_and_register(platform, split, modalities, fitted, assessment, metrics, tags=tags, description=description)
     log.info("trained %s on %s: weighted F1 %.4f, version %s", "+".join(modalities), split.snapshot_id, metrics["f1_weighted"],
              registered.version)
-    return TrainResult(split.snapshot_id, run_id, registered.name, registered.version, metrics)
+    return TrainResult(split.snapshot_id, run.run_id, registered.name, registered.version, metrics, run.experiment_id)
 
 
 def split_snapshot(platform: Platform, snapshot_id: str, modalities: Sequence[str]) -> TrainingSplit:
@@ -131,14 +142,39 @@ def split_snapshot(platform: Platform, snapshot_id: str, modalities: Sequence[st
     return TrainingSplit(snapshot_id, fit_rows, tune_rows, evaluation)
 
 
-def _version_tags(snapshot_id: str, modalities: Sequence[str], dag_run_id: str | None, reason: str) -> dict[str, str]:
-    return {
+def _version_tags(
+    snapshot_id: str, modalities: Sequence[str], dag_run_id: str | None, dag_id: str | None, dag_run_url: str | None, reason: str
+) -> dict[str, str]:
+    tags = {
         SNAPSHOT_TAG: snapshot_id,
         GIT_COMMIT_TAG: git_commit(),
         DAG_RUN_TAG: dag_run_id or "",
         TRIGGER_REASON_TAG: reason,
         "modalities": ",".join(modalities),
     }
+    if dag_id:
+        tags[DAG_ID_TAG] = dag_id
+    if dag_run_url:
+        tags[DAG_RUN_URL_TAG] = dag_run_url
+    return tags
+
+
+def version_description(
+    split: TrainingSplit, modalities: Sequence[str], metrics: dict[str, float], *, reason: str, dag_id: str | None,
+    dag_run_id: str | None, dag_run_url: str | None,
+) -> str:
+    """The version's description in the registry (Markdown): where it comes from, why, and how good it is."""
+    if dag_run_url:
+        origin = f"Trained by the Airflow run [{dag_id} / {dag_run_id}]({dag_run_url})"
+    else:
+        origin = f"Trained by {f'the run {dag_run_id}' if dag_run_id else 'hand (`rakuten-ml train`)'}"
+    scores = ", ".join(f"{name} {metrics[name]:.3f}" for name in HEADLINE_METRICS if metrics.get(name) is not None)
+    return (
+        f"{origin} on snapshot `{split.snapshot_id}` ({'+'.join(modalities)}).\n\n"
+        f"- Why: {reason}\n"
+        f"- Held-out evaluation ({len(split.evaluation)} products): {scores}\n"
+        f"- Trained on {len(split.fit)} products" + (f", {len(split.tune)} more to tune the fusion" if split.tune is not None else "")
+    )
 
 
 def _run_params(split: TrainingSplit, modalities: Sequence[str], fitted: FittedClassifier, settings: Settings) -> dict[str, Any]:
@@ -164,8 +200,8 @@ def _run_params(split: TrainingSplit, modalities: Sequence[str], fitted: FittedC
 
 def _log_and_register(
     platform: Platform, split: TrainingSplit, modalities: Sequence[str], fitted: FittedClassifier, assessment: Assessment,
-    metrics: dict[str, float], *, tags: dict[str, str],
-) -> tuple[RegisteredModel, str]:
+    metrics: dict[str, float], *, tags: dict[str, str], description: str,
+) -> tuple[RegisteredModel, Any]:
     """One MLflow run holding the params, metrics, reports and figures, and the version registered from it."""
     import mlflow
 
@@ -197,9 +233,10 @@ def _log_and_register(
                 CONFUSION_FIGURE: confusion_matrix_figure(report.confusion, DEFAULT_MAPPING.codes),
                 RELIABILITY_FIGURE: reliability_figure(assessment.proba, DEFAULT_MAPPING.encode(evaluation["prdtypecode"].to_numpy())),
             },
+            description=description,
         )
     except BaseException:
         _end_run("FAILED")
         raise
     _end_run("FINISHED")
-    return registered, run.info.run_id
+    return registered, run.info

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import dataset_snapshots, predictions
 from rakuten_ml.storage.object_store import open_store
-from tests.support.dag_runs import dag_env, run
+from tests.support.dag_runs import dag_env, extra_links, run
 
 pytestmark = pytest.mark.slow
 
@@ -76,3 +76,18 @@ def test_demo_dags_on_postgres_s3_and_mlflow_server(tmp_path, pg_url, s3_endpoin
     settings = Settings(home=tmp_path, **rakuten)
     check_platform_outputs(settings, outcomes)
     assert outcomes[0]["tasks"]["ingest"]["return_value"]["n_quarantined"] == 0
+
+    # the Airflow UI's buttons to MLflow (plugins/rakuten_links.py), and the version's link back to its DAG run
+    _ingest, train, score = outcomes
+    trained = train["tasks"]["train"]["return_value"]
+    name, version = rakuten["registered_model_name"], trained["model_version"]
+    links = extra_links(env, "train_text_model", train["run_id"], "train")
+    assert links["MLflow model version"] == f"{mlflow_server}/#/models/{name}/versions/{version}"
+    assert links["MLflow run"] == f"{mlflow_server}/#/experiments/{trained['experiment_id']}/runs/{trained['run_id']}"
+    assert links["MLflow champion version"] == ""  # not a scoring task
+    scoring = extra_links(env, "score_catalogue", score["run_id"], "summarise")
+    assert scoring["MLflow champion version"] == f"{mlflow_server}/#/models/{name}/versions/{version}"
+    assert scoring["MLflow challenger version"] == "" and scoring["MLflow run"] == ""
+    registered = MlflowClient(tracking_uri=mlflow_server).get_model_version(name, version)
+    assert registered.tags["airflow.dag_run_url"] == f"http://localhost:8080/dags/train_text_model/runs/{train['run_id'].replace(':', '%3A').replace('+', '%2B')}"
+    assert f"[train_text_model / {train['run_id']}]" in registered.description

@@ -34,7 +34,7 @@ def build_platform(settings: Settings, rows: int = 1500, images: int = 0) -> tup
 def check_training_round_trip(platform: Platform, snapshot_id: str) -> None:
     """Train v1 on the snapshot, check what MLflow holds, load the pyfunc and score the snapshot twice."""
     settings = platform.settings
-    result = train_and_register(platform, snapshot_id=snapshot_id, dag_run_id="manual__test", reason="test")
+    result = train_and_register(platform, snapshot_id=snapshot_id, dag_run_id="manual__test", dag_id="retrain_classifier", reason="test")
     assert result.model_version == "1"
     assert 0.4 < result.metrics["f1_weighted"] <= 1.0
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
@@ -42,6 +42,15 @@ def check_training_round_trip(platform: Platform, snapshot_id: str) -> None:
     assert version.tags["snapshot_id"] == snapshot_id
     assert version.tags["dag_run_id"] == "manual__test"
     assert float(version.tags["metric.f1_weighted"]) == pytest.approx(result.metrics["f1_weighted"], abs=1e-6)
+    # only the headline metrics are version tags; every metric is on the run and on its logged model
+    assert {k for k in version.tags if k.startswith("metric.")} == {"metric.accuracy", "metric.f1_weighted", "metric.f1_macro"}
+    run_page = f"{settings.airflow.base_url}/dags/retrain_classifier/runs/manual__test"
+    assert version.tags["airflow.dag_run_url"] == run_page and version.tags["dag_id"] == "retrain_classifier"
+    assert f"[retrain_classifier / manual__test]({run_page})" in version.description
+    assert f"snapshot `{snapshot_id}`" in version.description and "Why: test" in version.description
+    assert f"f1_weighted {result.metrics['f1_weighted']:.3f}" in version.description
+    logged = mlflow.get_logged_model(version.source.removeprefix("models:/"))  # the version's source is its logged model
+    assert {m.key for m in logged.metrics} >= {"f1_weighted", "ece", "log_loss"}
     run = client.get_run(result.run_id)
     assert run.data.params["snapshot_id"] == snapshot_id
     assert run.data.tags["git_commit"]

@@ -201,3 +201,43 @@ def test_register_takes_the_summary_of_the_lane_that_ran(tmp_path, monkeypatch):
     assert out.value == trained and out.events["rakuten://registered-model"]["model_version"] == "3"
     with pytest.raises(JobSkipped, match="nothing was trained"):  # both lanes skipped: a refused request
         retraining.register(JobContext(run_id="manual__1"), decision, trained=None, trained_on_gpu=None)
+
+
+def test_mlflow_records_keep_their_level_in_a_task_log():
+    """In a task process: no MLflow handler on stderr (Airflow files stderr as ERROR); records reach the root
+    logger, Airflow's task log handler, with their own level."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import io, logging\n"
+        "root = logging.getLogger(); root.setLevel(logging.INFO)\n"
+        "seen = []\n"
+        "class Keep(logging.Handler):\n"
+        "    def emit(self, record): seen.append((record.name, record.levelname))\n"
+        "root.addHandler(Keep())\n"
+        "from rakuten_ml.orchestration import keep_library_log_levels\n"
+        "keep_library_log_levels()\n"
+        "import mlflow\n"
+        "keep_library_log_levels()\n"  # run_job calls it for every task, also after MLflow was imported
+        "logging.getLogger('mlflow.tracking').info('registered')\n"
+        "logging.getLogger('mlflow.store').warning('slow')\n"
+        "print(seen, [type(h).__name__ for h in logging.getLogger('mlflow').handlers])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[('mlflow.tracking', 'INFO'), ('mlflow.store', 'WARNING')] []", out.stdout
+    assert "registered" not in out.stderr and "slow" not in out.stderr  # nothing on stderr for Airflow to call an error
+
+
+def test_mlflow_imported_before_the_task_loses_its_stderr_handler(monkeypatch):
+    import logging
+    import sys
+
+    from rakuten_ml.orchestration import keep_library_log_levels
+
+    mlflow_logger = logging.getLogger("mlflow")
+    stray = logging.StreamHandler(sys.stderr)
+    monkeypatch.setattr(mlflow_logger, "handlers", [stray])
+    monkeypatch.setattr(mlflow_logger, "propagate", False)
+    keep_library_log_levels()
+    assert mlflow_logger.handlers == [] and mlflow_logger.propagate
