@@ -25,6 +25,7 @@ from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.models.calibration import sharpen
 from rakuten_ml.models.fusion import MODALITY_IMAGE, MODALITY_NONE, FusedClassifier
 from rakuten_ml.models.vision import VisionEnsemble, VisionEnsembleConfig, load_backbone, select_device, soft_vote
+from rakuten_ml.models.vision import deployment as deployment_module
 from rakuten_ml.models.vision import ensemble as ensemble_module
 from rakuten_ml.models.vision.dataset import ImageDataset
 from rakuten_ml.models.vision.ensemble import MEMBER_CNN_XGB, MEMBER_EFFICIENTNET, MEMBER_VIT_MLP, MEMBERS
@@ -440,7 +441,7 @@ def test_onnx_runtime_predicts_as_the_networks_and_is_never_pickled(ensemble, re
     expected, mask = fresh.predict_proba_images(images)
     fresh.prepare(runtime_batch=8, runtime="onnxruntime")
     cpu = torch.device("cpu")
-    assert set(fresh._cpu_runtimes) == set(MEMBERS)
+    assert set(fresh._deployment.sessions) == set(MEMBERS)
     assert all(isinstance(network, OnnxNetwork) for network in fresh._inference_networks(cpu).values())
     assert fresh.precision(cpu) == "fp32"
     got, got_mask = fresh.predict_proba_images(images)
@@ -451,11 +452,11 @@ def test_onnx_runtime_predicts_as_the_networks_and_is_never_pickled(ensemble, re
     decode_s, networks_s = fresh.seconds_per_image(8)  # what batch scoring weighs to place decoding
     assert decode_s > 0 and networks_s > 0
     fresh.set_cpu_threads(1)
-    assert {network.threads for network in fresh._cpu_runtimes.values()} == {1}
+    assert {network.threads for network in fresh._deployment.sessions.values()} == {1}
     np.testing.assert_allclose(fresh.predict_proba_images(images)[0], got, atol=1e-6)
     joblib.dump(fresh, path)
     restored = joblib.load(path)
-    assert "_cpu_runtimes" not in restored.__dict__
+    assert "_deployment" not in restored.__dict__
     np.testing.assert_allclose(restored.predict_proba_images(images)[0], expected, atol=1e-6)
     fresh.prepare(runtime_batch=8, runtime="torch")
     assert fresh._inference_networks(cpu)[MEMBER_CNN_XGB] is fresh.backbones_[MEMBER_CNN_XGB]
@@ -473,7 +474,7 @@ def test_int8_runs_only_members_whose_predictions_survive_quantization(ensemble,
     fresh = copy.deepcopy(ensemble)
     monkeypatch.setattr(ensemble_module, "MAX_INT8_ACCURACY_DROP", 1.0)  # any accuracy passes
     fresh.prepare(runtime_batch=8, runtime="onnxruntime", int8=True)
-    precisions = {member: network.precision for member, network in fresh._cpu_runtimes.items()}
+    precisions = {member: network.precision for member, network in fresh._deployment.sessions.items()}
     assert precisions[MEMBER_CNN_XGB] == "int8"  # ResNet quantizes; the others may fall back to fp32
     assert fresh.precision(cpu) == "fp32+int8"
     images = rendered["test"][0][:24]
@@ -483,15 +484,15 @@ def test_int8_runs_only_members_whose_predictions_survive_quantization(ensemble,
     assert np.isfinite(got).all() and np.allclose(got.sum(axis=1), 1.0)
 
     monkeypatch.setattr(ensemble_module, "MAX_INT8_ACCURACY_DROP", -1.0)  # int8 would have to gain 100 points
-    caplog.set_level(logging.WARNING, logger=ensemble_module.__name__)
+    caplog.set_level(logging.WARNING, logger=deployment_module.__name__)
     fresh.prepare(runtime_batch=8, runtime="onnxruntime", int8=True)
-    assert {network.precision for network in fresh._cpu_runtimes.values()} == {"fp32"}
+    assert {network.precision for network in fresh._deployment.sessions.values()} == {"fp32"}
     assert "fp32 kept" in caplog.text and fresh.precision(cpu) == "fp32"
 
     del fresh.calibration_images_  # a model fitted before calibration photos were kept
     assert fresh.seconds_per_image(8) is None
     fresh.prepare(runtime_batch=8, runtime="onnxruntime", int8=True)
-    assert {network.precision for network in fresh._cpu_runtimes.values()} == {"fp32"}
+    assert {network.precision for network in fresh._deployment.sessions.values()} == {"fp32"}
     assert "retrain it to run in int8" in caplog.text
 
 

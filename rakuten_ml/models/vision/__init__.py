@@ -2,7 +2,8 @@
 
 Modules from raw bytes to votes: ``preprocessing`` (decode, crop, normalise) -> ``dataset`` (lazy
 loading) -> ``backbones`` (timm by name, local weights) -> ``features`` (frozen extraction, cache)
--> ``heads`` / ``finetune`` (training) -> ``ensemble`` (soft voting, the fusion ``ImageModel``).
+-> ``heads`` / ``finetune`` (training) -> ``ensemble`` (soft voting, the fusion ``ImageModel``);
+``deployment`` runs a fitted ensemble on this machine's CPU (ONNX Runtime sessions from ``onnx_runtime``).
 Importing this package loads torch and timm: DAG files must import it inside tasks only.
 """
 

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
@@ -139,7 +139,7 @@ class Backbone(nn.Module):
 
     @property
     def num_features(self) -> int:
-        return int(self.model.num_features)
+        return int(cast(int, self.model.num_features))  # timm sets it on every model; torch types attributes as Tensor | Module
 
     @property
     def output_dim(self) -> int:

@@ -3,13 +3,13 @@
 Report 4.4-4.5: a ViT (DINO) with an MLP head sees global structure, XGBoost on ResNet features sees
 local textures, a fine-tuned EfficientNet-B0 sees domain details; their errors correlate below 0.45,
 and voting their probabilities (weights 4/7, 1/7, 2/7) reached 92 % accuracy where the best member
-alone had 91.4 % F1. :class:`VisionEnsemble` implements the fusion ``ImageModel`` protocol.
+alone had 91.4 % F1. :class:`VisionEnsemble` implements the fusion ``ImageModel`` protocol; how a
+fitted one runs on this machine's CPU (ONNX Runtime, int8) is :mod:`rakuten_ml.models.vision.deployment`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import logging
 import threading
@@ -27,12 +27,12 @@ from rakuten_ml.labels import DEFAULT_MAPPING, LabelMapping
 from rakuten_ml.models.calibration import softmax
 from rakuten_ml.models.vision.backbones import Backbone, check_backbone_name, load_backbone, select_device
 from rakuten_ml.models.vision.dataset import ImageDataset, ImageItem, check_items, load_image_bytes
-from rakuten_ml.models.vision.features import FeatureExtractor, autocast, cached_features, precision_tag, run_batches
+from rakuten_ml.models.vision.deployment import CpuDeployment
+from rakuten_ml.models.vision.deployment import seconds_per_image as measure_seconds_per_image
+from rakuten_ml.models.vision.features import FeatureExtractor, cached_features, run_batches
 from rakuten_ml.models.vision.finetune import MaskedClassifier, TrainConfig, fine_tune, seed_everything, weighted_f1
 from rakuten_ml.models.vision.heads import MLPHead, XGBoostHead
 from rakuten_ml.models.vision.onnx_cache import OnnxExportCache
-from rakuten_ml.models.vision.onnx_runtime import CALIBRATION_BATCH, faster_onnx_networks, probe_batch_size
-from rakuten_ml.models.vision.preprocessing import normalize_batch
 from rakuten_ml.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ TINY_IMAGE_SIZE = 64
 CALIBRATION_IMAGES = 256
 # The accuracy a member may lose in int8 on those held-out photos: promotion's rollback tolerance.
 MAX_INT8_ACCURACY_DROP = 0.02
-DECODE_PROBE_IMAGES = 16
 
 
 _PLACEMENT_LOCK = threading.Lock()
@@ -395,59 +394,36 @@ class VisionEnsemble:
         self._check_fitted()
         device = device or select_device(self.config.device)
         self._place(device)
-        self._cpu_runtimes: dict[str, torch.nn.Module] = {}
-        if not runtime_batch or device.type != "cpu" or runtime == "torch":
-            return
-        calibration = self._calibration_tensors() if int8 else None
-        if calibration is not None and len(calibration) < 2:  # one photo cannot both calibrate and check
-            calibration = None
-        if int8 and calibration is None:
-            log.warning("int8 asked for, but this model was fitted before labelled calibration photos were kept with "
-                        "it; it runs in fp32 (retrain it to run in int8)")
-        self._cpu_runtimes = dict(faster_onnx_networks(
-            self._networks(), image_size=self.config.image_size, batch_size=runtime_batch, runtime=runtime,
-            cpu_bf16=self.config.cpu_bf16, calibration_images=None if calibration is None else calibration[0::2],
-            int8_check=None if calibration is None else functools.partial(self._int8_check, calibration[1::2]),
+        self._deployment = CpuDeployment()  # torch until the new sessions exist, even if their export fails
+        self._deployment = CpuDeployment.build(
+            self._networks(), self.heads_, device=device, batch_size=runtime_batch, runtime=runtime,
+            image_size=self.config.image_size, cpu_bf16=self.config.cpu_bf16, int8=int8,
+            calibration_images=self.__dict__.get("calibration_images_") or [],
+            calibration_codes=self.__dict__.get("calibration_codes_"), max_accuracy_drop=MAX_INT8_ACCURACY_DROP,
             cache=onnx_cache,
-        ))
+        )
 
     def precision(self, device: torch.device) -> str:
         """What the image outputs are computed in here (``fp32``, ``bf16``, ``fp16``, with ``+int8`` when a
         member runs quantized): part of the key of stored outputs, so precisions never mix."""
-        tag = precision_tag(device, self.config.cpu_bf16)
-        runtimes = self.__dict__.get("_cpu_runtimes") or {}
-        if device.type == "cpu" and any(getattr(r, "precision", "") == "int8" for r in runtimes.values()):
-            tag += "+int8"
-        return tag
+        return self._cpu_deployment().precision(device, self.config.cpu_bf16)
 
     def seconds_per_image(self, batch_size: int) -> tuple[float, float] | None:
         """(decoding, networks) seconds per photo on this machine, measured on the calibration photos
         (one decoding thread; the networks as :meth:`prepare` left them, on a batch of up to
         ``batch_size``): batch scoring decides from them whether to decode beside the networks
         (``rakuten_ml.scoring.device``). ``None`` for a model fitted without calibration photos."""
-        started = time.perf_counter()
-        decoded = self._calibration_tensors(DECODE_PROBE_IMAGES)
-        if decoded is None:
+        images = self.__dict__.get("calibration_images_") or []
+        if not images:
             return None
-        decode = (time.perf_counter() - started) / len(decoded)
         device = select_device(self.config.device)
         self._place(device)
-        n = probe_batch_size(batch_size, self.config.image_size)
-        x = normalize_batch(decoded.repeat((n + len(decoded) - 1) // len(decoded), 1, 1, 1)[:n].to(device))
-        networks = self._inference_networks(device).values()
-        with torch.inference_mode(), autocast(device, self.config.cpu_bf16):
-            for network in networks:  # warm-up: kernels are picked on the first call
-                network(x)
-            started = time.perf_counter()
-            for network in networks:
-                network(x).float().cpu()
-        return decode, (time.perf_counter() - started) / n
+        return measure_seconds_per_image(images, self._inference_networks(device), image_size=self.config.image_size,
+                                         device=device, batch_size=batch_size, cpu_bf16=self.config.cpu_bf16)
 
     def set_cpu_threads(self, threads: int) -> None:
         """Give the ONNX Runtime sessions ``threads`` threads (torch's own are set with ``torch.set_num_threads``)."""
-        for runtime in (self.__dict__.get("_cpu_runtimes") or {}).values():
-            if hasattr(runtime, "set_threads"):
-                runtime.set_threads(threads)
+        self._cpu_deployment().set_threads(threads)
 
     def _calibration_set(
         self, images: Sequence[ImageItem], y_idx: np.ndarray, store: ObjectStore | None
@@ -459,43 +435,12 @@ class VisionEnsemble:
         dataset = ImageDataset(images, image_size=self.config.image_size, store=store)
         for i in np.random.default_rng(self.config.seed).permutation(len(images)):
             data = load_image_bytes(images[i], store)
-            if dataset.decode(data) is not None:  # None for a missing or undecodable photo
+            if data is not None and dataset.decode(data) is not None:  # a missing or undecodable photo is left out
                 kept.append(data)
                 codes.append(int(y_idx[i]))
             if len(kept) == CALIBRATION_IMAGES:
                 break
         return kept, np.asarray(codes, dtype=np.int64)
-
-    def _calibration_tensors(self, limit: int | None = None) -> torch.Tensor | None:
-        """The first ``limit`` (default: all) calibration photos preprocessed (uint8); ``None`` for a model
-        fitted without them."""
-        images = (self.__dict__.get("calibration_images_") or [])[:limit]
-        if not images:
-            return None
-        dataset = ImageDataset(images, image_size=self.config.image_size)
-        return torch.stack([dataset[i][0] for i in range(len(dataset))])
-
-    def _member_codes(self, member: str, network: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
-        """The member's predicted class indices for uint8 ``images``, through ``network``."""
-        x = normalize_batch(images)
-        outputs = torch.cat([network(chunk).float() for chunk in x.split(CALIBRATION_BATCH)]).numpy()
-        if member == MEMBER_EFFICIENTNET:
-            return outputs.argmax(axis=1)
-        return self.heads_[member].predict_proba(outputs, torch.device("cpu")).argmax(axis=1)
-
-    def _int8_check(self, held_out: torch.Tensor, member: str, quantized: torch.nn.Module) -> bool:
-        """Whether the quantized member's accuracy on the held-out calibration photos (the odd rows) is
-        within :data:`MAX_INT8_ACCURACY_DROP` of fp32's."""
-        truth = self.calibration_codes_[1::2]
-        fp32 = self._member_codes(member, self._networks()[member], held_out)
-        int8 = self._member_codes(member, quantized, held_out)
-        accuracy32, accuracy8 = float((fp32 == truth).mean()), float((int8 == truth).mean())
-        kept = accuracy8 >= accuracy32 - MAX_INT8_ACCURACY_DROP
-        log.log(logging.INFO if kept else logging.WARNING,
-                "%s on %d held-out validation photos: accuracy %.1f%% in int8 vs %.1f%% in fp32 (top-1 agreement "
-                "%.1f%%, at most %.0f points lost): %s", member, len(truth), 100 * accuracy8, 100 * accuracy32,
-                100 * float((int8 == fp32).mean()), 100 * MAX_INT8_ACCURACY_DROP, "int8 kept" if kept else "fp32 kept")
-        return kept
 
     def _networks(self) -> dict[str, torch.nn.Module]:
         networks: dict[str, torch.nn.Module] = dict(self.backbones_)
@@ -505,11 +450,13 @@ class VisionEnsemble:
 
     def _inference_networks(self, device: torch.device) -> dict[str, torch.nn.Module]:
         """The networks, with the ONNX Runtime sessions :meth:`prepare` kept on the CPU."""
-        networks = self._networks()
-        runtimes = self.__dict__.get("_cpu_runtimes")
-        if runtimes and device.type == "cpu":
-            networks.update(runtimes)
-        return networks
+        return self._cpu_deployment().networks(self._networks(), device)
+
+    def _cpu_deployment(self) -> CpuDeployment:
+        """What :meth:`prepare` built on this machine; an empty one (torch everywhere) before it runs,
+        and after unpickling, which never carries it."""
+        deployment = self.__dict__.get("_deployment")
+        return deployment if deployment is not None else CpuDeployment()
 
     def _place(self, device: torch.device) -> None:
         """Move the networks to ``device`` in channels-last layout, only those not there yet: moving
@@ -521,7 +468,8 @@ class VisionEnsemble:
         with _PLACEMENT_LOCK:  # a thread that finds them placed only reads; the first ones move them in turn
             for network in networks:
                 if not _is_placed(network, device):
-                    network.to(device, memory_format=torch.channels_last)  # normalize_batch's layout
+                    # normalize_batch's layout; torch's stubs lack the (device, memory_format) overload
+                    network.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _logit_proba(self, logits: np.ndarray, usable: np.ndarray) -> np.ndarray:
         proba = np.full(logits.shape, 1.0 / logits.shape[1])
@@ -547,5 +495,5 @@ class VisionEnsemble:
         if getattr(self, "heads_", None) is not None:
             self._place(torch.device("cpu"))
         state = self.__dict__.copy()
-        state.pop("_cpu_runtimes", None)  # ONNX Runtime sessions of this machine: prepare() rebuilds them
+        state.pop("_deployment", None)  # ONNX Runtime sessions of this machine: prepare() rebuilds them
         return state

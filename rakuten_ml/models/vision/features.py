@@ -17,6 +17,7 @@ import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ def run_loader(
     Returns ``({name: float32 (n, module.output_dim)}, usable mask)``; unusable rows stay zero.
     """
     n = len(loader.dataset)  # type: ignore[arg-type]
-    outputs = {name: np.zeros((n, int(module.output_dim)), dtype=np.float32) for name, module in modules.items()}
+    outputs = {name: np.zeros((n, output_dim(module)), dtype=np.float32) for name, module in modules.items()}
     usable = np.zeros(n, dtype=bool)
     for module in modules.values():
         if module.training:  # eval() walks every submodule: skip it when already in eval mode
@@ -111,6 +112,12 @@ def run_loader(
                 for name, module in modules.items():
                     outputs[name][rows] = module(x).float().cpu().numpy()
     return outputs, usable
+
+
+def output_dim(network: torch.nn.Module) -> int:
+    """Width of a network's output: every network here (backbones, the fine-tuned member, ONNX sessions)
+    says it in ``output_dim``, which torch's typing sees as a Tensor or Module attribute."""
+    return int(cast(int, network.output_dim))
 
 
 def run_batches(
@@ -148,7 +155,7 @@ class FeatureExtractor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(features float32 (n, num_features), usable mask)``."""
         device = device or torch.device("cpu")
-        self.backbone.to(device, memory_format=torch.channels_last)  # normalize_batch's layout
+        self.backbone.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack this overload
         started = time.perf_counter()
         outputs, usable = run_batches(
             {"features": self.backbone}, images, image_size=self.image_size, device=device,

@@ -12,7 +12,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # Logit of classes absent from training: exp() underflows to exactly 0 in fp32 and fp16, yet the
 # value is finite (no NaN in the loss) and fits fp16's range under autocast.
 ABSENT_CLASS_LOGIT = -1e4
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 # BatchNorm cannot normalise a batch of one row in training mode.
 MIN_BATCH_ROWS = 2
 
@@ -97,6 +97,8 @@ class MaskedClassifier(nn.Module):
 
     Keeps every output ``n_classes`` wide in ``DEFAULT_MAPPING`` order whatever the training set held.
     """
+
+    absent: torch.Tensor  # a buffer: moves with the module
 
     def __init__(self, network: nn.Module, present: np.ndarray) -> None:
         super().__init__()
@@ -243,7 +245,7 @@ def fine_tune(
     model = MaskedClassifier(backbone, present_classes(train_y, n_classes))
     train_set = ImageDataset(train_images, train_y, image_size=image_size, train=True, store=store)
     val_set = ImageDataset(val_images, val_y, image_size=image_size, store=store)
-    common = {"device": device, "num_workers": config.num_workers}
+    common: dict[str, Any] = {"device": device, "num_workers": config.num_workers}
     train_loader = make_loader(train_set, batch_size=config.batch_size, shuffle=True, seed=config.seed,
                                drop_last=len(train_set) > config.batch_size, **common)
     val_loader = make_loader(val_set, batch_size=2 * config.batch_size, **common)  # no gradients: twice the rows fit

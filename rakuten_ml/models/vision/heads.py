@@ -52,6 +52,9 @@ def _as_features(x: np.ndarray) -> np.ndarray:
 class Standardise(nn.Module):
     """Per-dimension z-score with the training statistics, kept inside the model that needs them."""
 
+    mean: torch.Tensor  # buffers: they move with the module
+    std: torch.Tensor
+
     def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))

@@ -65,7 +65,7 @@ def tensor_digest(tensor: torch.Tensor) -> str:
 
 def _raw_bytes(value: torch.Tensor) -> memoryview:
     """A contiguous CPU tensor's memory, any dtype (bf16 included), without a copy."""
-    return memoryview(value.reshape(-1).view(torch.uint8).numpy())
+    return value.reshape(-1).view(torch.uint8).numpy().data
 
 
 class OnnxExportCache:

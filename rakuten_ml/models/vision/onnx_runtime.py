@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from rakuten_ml.cpus import int8_needs_reduced_range
-from rakuten_ml.models.vision.features import autocast
+from rakuten_ml.models.vision.features import autocast, output_dim
 from rakuten_ml.models.vision.onnx_cache import OnnxExportCache, network_digest, tensor_digest
 from rakuten_ml.models.vision.preprocessing import normalize_batch
 
@@ -95,6 +95,8 @@ def export_onnx(network: nn.Module, image_size: int) -> bytes:
             dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), verbose=False,
             optimize=True,  # folds BatchNorm into the convolutions and drops shape arithmetic: much faster
         )
+    if program is None:  # only with dynamo=False, which is never asked for here
+        raise RuntimeError("torch.onnx.export returned no program")
     return program.model_proto.SerializeToString()
 
 
@@ -124,7 +126,7 @@ def quantize_int8(model: bytes, calibration_images: torch.Tensor, reduce_range: 
         # ONNX shape inference and graph folding, as the quantizer expects; ORT's symbolic shape inference
         # cannot read the Constant nodes of torch's exporter (it has no dynamic shapes to resolve here anyway).
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(quantized), _CalibrationBatches(calibration_images),  # type: ignore[arg-type]
+        quantize_static(str(prepared), str(quantized), _CalibrationBatches(calibration_images),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
         return quantized.read_bytes()
@@ -161,7 +163,7 @@ def _cached_session(
     if model is None:
         return None
     try:
-        session = OnnxNetwork(model, output_dim=int(network.output_dim), precision=precision, threads=threads)
+        session = OnnxNetwork(model, output_dim=output_dim(network), precision=precision, threads=threads)
         difference = _max_difference(network, session, probe) if precision == "fp32" else None
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types on a damaged model
         log.warning("%s: the cached %s ONNX model cannot be loaded (%s: %s); exporting again", member, precision,
@@ -189,7 +191,7 @@ def _fp32_session(
         return *hit, key
     try:
         model = export_onnx(network, image_size)
-        session = OnnxNetwork(model, output_dim=int(network.output_dim), precision="fp32", threads=threads)
+        session = OnnxNetwork(model, output_dim=output_dim(network), precision="fp32", threads=threads)
     except Exception as exc:  # noqa: BLE001 - torch.export and onnxruntime raise many types on unsupported code
         log.warning("%s cannot run in ONNX Runtime (%s: %s); it runs in torch", member, type(exc).__name__, exc)
         return None
@@ -216,7 +218,7 @@ def _int8_session(
                                                      threads=threads)):
         return hit[1]
     quantized = quantize_int8(model, calibration_images, reduce_range=reduce_range)
-    session = OnnxNetwork(quantized, output_dim=int(network.output_dim), precision="int8", threads=threads)
+    session = OnnxNetwork(quantized, output_dim=output_dim(network), precision="int8", threads=threads)
     if cache is not None:
         cache.put(key, quantized)
     return session
