@@ -24,6 +24,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test-fast: setup
 	$(PY) -m pytest tests/unit -m "not slow" $(PYTEST_ARGS)
