@@ -82,7 +82,7 @@ def _check_inputs(products: pd.DataFrame, snapshot_id: str, modalities: Sequence
     if "image" in modalities and products["image_key"].notna().sum() < 2 * MIN_ROWS_PER_SPLIT:
         raise TrainingError(
             f"snapshot {snapshot_id} has {int(products['image_key'].notna().sum())} products with an image; "
-            "the image modality needs at least 20 (ingest images, or train with --modalities text)"
+            "the image modality needs at least 20 (ingest images, or train text only: --modalities text)"
         )
 
 
