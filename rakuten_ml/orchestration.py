@@ -110,9 +110,11 @@ def keep_library_log_levels() -> None:
     MLflow installs its own handler on stderr when it is imported, and Airflow files what a task writes
     to stderr as ERROR: its INFO lines would read as errors. Without that handler (and with
     ``MLFLOW_CONFIGURE_LOGGING=false`` for an import still to come) its records propagate to the root
-    logger, which Airflow's task log handler serves with their own level.
+    logger, which Airflow's task log handler serves with their own level. Its artifact progress bars
+    (stderr too, so ERROR lines as well) are turned off.
     """
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow_logger = logging.getLogger("mlflow")
     for handler in list(mlflow_logger.handlers):
         if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__):

@@ -122,6 +122,15 @@ class AirflowClient:
         return {task: states[0] if len(states) == 1 else ", ".join(f"{s} x{states.count(s)}" for s in sorted(set(states)))
                 for task, states in by_task.items()}
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of the run as the API gives it (state, try_number, queue, hostname, map_index...)."""
+        return list(self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})["task_instances"])
+
+    def extra_links(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, str | None]:
+        """The task's extra links, as the UI's buttons show them (name -> URL, None when the link has no target)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+        return dict(self._call("GET", path, params={"map_index": map_index})["extra_links"])
+
     def return_value(self, dag_id: str, run_id: str, task_id: str) -> Any:
         """The task's return value (its ``return_value`` XCom), None when it pushed none."""
         try:

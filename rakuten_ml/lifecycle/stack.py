@@ -63,6 +63,16 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL to the whole process group at once: a machine lost, not a shutdown (no task is finished)."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        self.process.wait(timeout=STOP_TIMEOUT_S)
+
     def stop(self) -> None:
         """SIGTERM to the whole process group, SIGKILL after a grace period."""
         if self.process is None or self.process.poll() is not None:
@@ -113,6 +123,18 @@ def wait_ready(service: ManagedProcess, url: str, *, timeout_s: float, ok: tuple
     ))
 
 
+def celery_env(metadata_url: str, broker_url: str, *, result_backend: str | None = None) -> dict[str, str]:
+    """What turns :func:`airflow_env`'s Airflow into production's: PostgreSQL metadata and the CeleryExecutor with
+    a Redis broker; GPU work goes to the ``gpu`` queue (a worker started with ``-q gpu`` takes it)."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": result_backend or "db+" + metadata_url.replace("+psycopg2", ""),
+        "RAKUTEN_AIRFLOW_GPU_QUEUE": "gpu",
+    }
+
+
 def airflow_env(home: Path, port: int, base: Mapping[str, str]) -> dict[str, str]:
     """One machine's Airflow: SQLite metadata, LocalExecutor, this repository's dags/ and plugins/.
 
@@ -146,11 +168,12 @@ def airflow_env(home: Path, port: int, base: Mapping[str, str]) -> dict[str, str
 class Stack:
     """Airflow + MLflow (+ serving, started later by the scenario); a context manager that stops all of it."""
 
-    def __init__(self, home: Path, ports: Ports, env: Mapping[str, str]) -> None:
+    def __init__(self, home: Path, ports: Ports, env: Mapping[str, str], *, overrides: Mapping[str, str] | None = None) -> None:
+        """``overrides`` replace the one-machine defaults, e.g. :func:`celery_env` for production's executor."""
         self.home = home
         self.ports = ports
         self.logs = home / "logs"
-        self.env = airflow_env(home, ports.airflow, env)
+        self.env = airflow_env(home, ports.airflow, env) | dict(overrides or {})
         self.services: list[ManagedProcess] = []
 
     @property
@@ -165,8 +188,8 @@ class Stack:
     def serving_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.serving}"
 
-    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
-        service = ManagedProcess(name, argv, self.env, self.logs / f"{name}.log")
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> ManagedProcess:
+        service = ManagedProcess(name, argv, {**self.env, **(env or {})}, self.logs / f"{name}.log")
         service.start()
         self.services.append(service)
         return service
@@ -190,6 +213,13 @@ class Stack:
         for component in ("scheduler", "dag-processor", "triggerer"):
             self._spawn(f"airflow-{component}", [airflow, component])
         wait_ready(api, f"{self.airflow_url}/api/v2/monitor/health", timeout_s=180)
+
+    def start_celery_worker(self, name: str, queue: str, *, log_server_port: int, env: Mapping[str, str] | None = None) -> ManagedProcess:
+        """A Celery worker taking tasks of ``queue``, one at a time. Several workers on one machine each serve
+        their task logs on a port of their own (``log_server_port``)."""
+        return self._spawn(name, [
+            str(VENV_BIN / "airflow"), "celery", "worker", "--queues", queue, "--concurrency", "1", "--celery-hostname", f"{name}@%h",
+        ], env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_server_port), **(env or {})})
 
     def start_serving(self) -> None:
         service = self._spawn("serving", [str(VENV_BIN / "rakuten-ml"), "serve", "--host", "127.0.0.1", "--port", str(self.ports.serving), "--workers", "1"])

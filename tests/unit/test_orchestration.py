@@ -222,10 +222,11 @@ def test_mlflow_records_keep_their_level_in_a_task_log():
         "keep_library_log_levels()\n"  # run_job calls it for every task, also after MLflow was imported
         "logging.getLogger('mlflow.tracking').info('registered')\n"
         "logging.getLogger('mlflow.store').warning('slow')\n"
-        "print(seen, [type(h).__name__ for h in logging.getLogger('mlflow').handlers])\n"
+        "from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as bar\n"
+        "print(seen, [type(h).__name__ for h in logging.getLogger('mlflow').handlers], bar.get())\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip() == "[('mlflow.tracking', 'INFO'), ('mlflow.store', 'WARNING')] []", out.stdout
+    assert out.stdout.strip() == "[('mlflow.tracking', 'INFO'), ('mlflow.store', 'WARNING')] [] False", out.stdout
     assert "registered" not in out.stderr and "slow" not in out.stderr  # nothing on stderr for Airflow to call an error
 
 
