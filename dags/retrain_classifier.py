@@ -42,8 +42,9 @@ DOC = f"""
    back to this run are on the version).
 6. `register` closes the request with the version and emits `rakuten://registered-model`.
 
-**Promotion (gate, A/B start) attaches downstream of `register`**, whose return value is the
-training summary (`model_version`, `metrics`, `snapshot_id`).
+**Promotion is not part of this DAG**: the `rakuten://registered-model` event starts `evaluate_ab_test`,
+whose gate makes the new version champion (the first one) or challenger. `register` returns the training
+summary (`model_version`, `metrics`, `snapshot_id`); the training task has buttons to its MLflow run and version.
 """
 
 
