@@ -54,3 +54,15 @@ def test_vision_config_from_settings(tmp_path):
     assert full.image_size == 224 and set(full.backbones) == {"efficientnet", "vit-mlp", "cnn-xgb"}
     with pytest.raises(ConfigurationError):
         vision_config(Settings(home=tmp_path, vision_weights="resnet=/w.pth"))
+
+
+def test_a_snapshot_too_small_for_a_stratified_split_says_what_to_do():
+    import pandas as pd
+
+    from rakuten_ml.training.split import stratified_split
+
+    products = pd.DataFrame({"productid": range(60), "prdtypecode": [i % 25 for i in range(60)]})
+    with pytest.raises(TrainingError, match="too few for a stratified 10% split .* ingest more products, or train text only"):
+        stratified_split(products, 0.1, 42)
+    train, held_out = stratified_split(products, 0.5, 42)
+    assert len(held_out) == 30 and set(held_out["prdtypecode"]) == set(range(25))
