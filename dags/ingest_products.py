@@ -11,7 +11,7 @@ SNAPSHOT = Asset(SNAPSHOT_ASSET_URI)
 
 DOC = """
 ### ingest_products
-**Schedule:** daily at 01:00 UTC, before nightly scoring (02:00), so scoring sees yesterday's labels.
+**Schedule:** daily at 01:00 UTC; its `rakuten://dataset-snapshot` event starts the nightly scoring, which so sees yesterday's labels.
 
 Reads the catalogue files (`RAKUTEN_OBJECT_STORE_URL`/`RAKUTEN_CATALOGUE_PREFIX`, or the `source`
 param) and the labelled-products table, validates every row against the data contract,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +103,8 @@ def log_and_register(
     version_tags = {**tags, **headline}
     with registry_errors(settings.mlflow_tracking_uri,
                          f"register the model of training run {run.info.run_id} as {settings.registered_model_name!r}",
-                         then=RERUN_TRAINING + "; `rakuten-ml registry status` shows whether this attempt's version was created"):
+                         then=RERUN_TRAINING + "; `rakuten-ml registry status` shows whether this attempt's version was created"), \
+            prints_as_logs():  # MLflow prints its registration progress to stderr, which Airflow files as ERROR
         registered = mlflow.register_model(info.model_uri, settings.registered_model_name, tags=version_tags)
     version = str(registered.version)
     if description:
@@ -112,6 +116,20 @@ def log_and_register(
 # The metrics copied onto the version as tags: what promotion, rollback and drift read (ACCURACY_TAG), and
 # what a person compares at a glance in the registry's version list.
 HEADLINE_METRICS = ("accuracy", "f1_weighted", "f1_macro")
+
+
+@contextmanager
+def prints_as_logs() -> Iterator[None]:
+    """What MLflow prints to stderr inside the block (``eprint``: "Successfully registered model ...") becomes
+    INFO records of this module's logger, so a task log shows it at its real level."""
+    buffer = io.StringIO()
+    try:
+        with redirect_stderr(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                log.info("mlflow: %s", line.strip())
 
 
 def _describe(settings: Settings, version: str, description: str) -> None:

@@ -47,3 +47,15 @@ def test_an_unset_alias_is_told_apart_from_a_refusal():
     assert not is_not_found(MlflowException("x", error_code=INVALID_PARAMETER_VALUE))
     assert is_not_found(MlflowException("x", error_code=INVALID_PARAMETER_VALUE), NO_SUCH_ALIAS_CODES)
     assert not is_not_found(ValueError("no code"))
+
+
+def test_what_mlflow_prints_to_stderr_becomes_info_records(caplog, capsys):
+    import logging
+    import sys
+
+    from rakuten_ml.registry.model_registry import prints_as_logs
+
+    with caplog.at_level(logging.INFO, logger="rakuten_ml.registry.model_registry"), prints_as_logs():
+        sys.stderr.write("Successfully registered model 'm'.\n")  # what mlflow's eprint does
+    assert capsys.readouterr().err == ""
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("INFO", "mlflow: Successfully registered model 'm'.")]
