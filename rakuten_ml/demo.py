@@ -1,7 +1,7 @@
-"""``make demo``: a month of production in one command, under a real Airflow deployment.
+"""``make demo``: a week of production in one command, under a real Airflow deployment.
 
 It starts Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor, SQLite metadata), an
-MLflow tracking server and, from day 1, the serving API, all on loopback; runs the simulated month of
+MLflow tracking server and, from day 1, the serving API, all on loopback; runs the simulated week of
 :mod:`rakuten_ml.lifecycle.scenario` through Airflow's REST API; prints the timeline; writes an HTML
 report; then stops every service (``--keep-running`` keeps them up until Ctrl-C).
 
@@ -69,7 +69,7 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="the simulated month under a real Airflow deployment (default)")
+    demo = sub.add_parser("demo", help="the simulated week under a real Airflow deployment (default)")
     demo.add_argument("--home", type=Path, default=None, help="where everything is written (default var/demo, emptied first)")
     demo.add_argument("--keep-running", action="store_true", help="keep Airflow, MLflow and serving up afterwards, until Ctrl-C")
     demo.add_argument("--airflow-port", type=int, default=8080)

@@ -1,4 +1,4 @@
-"""A month of production in one run: the simulated days of the life cycle, driven through Airflow's REST API.
+"""A week of production in one run: the simulated days of the life cycle, driven through Airflow's REST API.
 
 Day 0   a catalogue arrives; ingestion; nothing to score yet; the first model (text + vision) is trained
         from the trigger form and the gate makes it champion.
@@ -57,7 +57,7 @@ DAYS = 7
 
 @dataclass(frozen=True)
 class Story:
-    """Sizes of the simulated month: the base catalogue, each day's new products, each traffic day's requests."""
+    """Sizes of the simulated week: the base catalogue, each day's new products, each traffic day's requests."""
 
     base_rows: int = 1200
     quiet_rows: int = 200  # a day without drift
@@ -229,7 +229,7 @@ class LifeCycle:
 
 
 def story_environment(home: Path, mlflow_url: str) -> dict[str, str]:
-    """The platform's settings for a month compressed into minutes (every other setting keeps its default).
+    """The platform's settings for a week compressed into minutes (every other setting keeps its default).
 
     - the tiny vision profile with one fine-tuning epoch: three CPU trainings fit in the run;
     - a 48-hour retraining cool-down instead of a week: day 4's alert trains, day 5's is refused;
