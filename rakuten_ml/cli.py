@@ -17,14 +17,16 @@ from rakuten_ml.errors import ConfigurationError, RakutenError
 EXIT_RUNTIME_ERROR = 1
 EXIT_USAGE_ERROR = 2
 
-app = typer.Typer(help="Rakuten catalogue MLOps platform", no_args_is_help=True, pretty_exceptions_enable=False)
-db_app = typer.Typer(help="Platform database", no_args_is_help=True)
-snapshots_app = typer.Typer(help="Dataset snapshots", no_args_is_help=True)
+# Plain click errors (no rich panel): a usage mistake ends in one "Error: ..." line that says what to fix.
+PLAIN: dict[str, Any] = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+app = typer.Typer(help="Rakuten catalogue MLOps platform", no_args_is_help=True, **PLAIN)
+db_app = typer.Typer(help="Platform database", no_args_is_help=True, **PLAIN)
+snapshots_app = typer.Typer(help="Dataset snapshots", no_args_is_help=True, **PLAIN)
 app.add_typer(db_app, name="db")
 app.add_typer(snapshots_app, name="snapshots")
-registry_app = typer.Typer(help="Model registry: aliases, promotion, rollback, audit history", no_args_is_help=True)
+registry_app = typer.Typer(help="Model registry: aliases, promotion, rollback, audit history", no_args_is_help=True, **PLAIN)
 app.add_typer(registry_app, name="registry")
-drift_app = typer.Typer(help="Drift monitoring", no_args_is_help=True)
+drift_app = typer.Typer(help="Drift monitoring", no_args_is_help=True, **PLAIN)
 app.add_typer(drift_app, name="drift")
 
 
