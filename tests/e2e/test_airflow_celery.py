@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -36,6 +39,26 @@ PARTITION_SIZE = 100  # the form's minimum: 6 mapped score_partition tasks
 RETRAIN_FORM = {"snapshot_id": None, "modalities": "champion", "reason": None, "force": False}  # the form on its defaults
 INGEST_FORM = {"source": None, "labelled_table": True}
 RUN_TIMEOUT_S = 900
+DAGS = ["ingest_products", "score_catalogue", "retrain_classifier", "evaluate_ab_test"]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"  # RAKUTEN_TEST_UPDATE_SCREENSHOTS=1 refreshes the README's pictures
+# read at import: the suite's autouse fixture clears every RAKUTEN_* variable before a test runs
+UPDATE_SCREENSHOTS = os.environ.get("RAKUTEN_TEST_UPDATE_SCREENSHOTS") == "1"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync"]  # nothing may reach out of this machine
+
+
+@contextmanager
+def headless_chromium():
+    """Playwright driving Debian's chromium (no browser is downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def _pg(db: str) -> str:
@@ -43,10 +66,11 @@ def _pg(db: str) -> str:
     return f"postgresql+psycopg2://{user}@{host}:{port}/{db}"
 
 
-@pytest.fixture
-def production_airflow(tmp_path):
+@pytest.fixture(scope="module")
+def production_airflow(tmp_path_factory):
     import redis
 
+    tmp_path = tmp_path_factory.mktemp("celery")
     metadata_db, platform_db = f"airflow_celery_{uuid.uuid4().hex[:8]}", f"rakuten_celery_{uuid.uuid4().hex[:8]}"
     for db in (metadata_db, platform_db):
         admin_sql(f'CREATE DATABASE "{db}"')
@@ -70,6 +94,9 @@ def production_airflow(tmp_path):
         stack.start_airflow()
         workers = {queue: _worker(stack, queue, f"{queue}-worker-1") for queue in ("default", "gpu")}
         client = AirflowClient(stack.airflow_url)
+        client.wait_for_dags(DAGS)
+        for dag_id in DAGS:  # as an operator turns them on; the asset events of a paused DAG start nothing
+            client.unpause(dag_id)
         settings = Settings(home=home, database_url=_pg(platform_db), mlflow_tracking_uri=stack.mlflow_url)
         Platform(settings).prepare().init_labelled_products()  # what `rakuten-ml db init` (airflow-init) does
         generate_catalogue(open_store(settings.catalogue_url, settings), "", CatalogueSpec(rows=PRODUCTS, seed=11, image_size=64))
@@ -94,15 +121,54 @@ def _trigger(client: AirflowClient, dag_id: str, conf: dict) -> str:
     return client.trigger(dag_id, logical_date=None, conf=conf).run_id
 
 
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_airflow_ui_triggers_a_retraining_whose_task_links_to_its_mlflow_version(production_airflow, tmp_path):
+    """In headless Chromium against the api-server: the DAG list, the retrain form submitted on its defaults, the
+    run starting, then the finished training task's MLflow button, followed to the model version's page."""
+    client, stack, settings = (production_airflow[k] for k in ("client", "stack", "settings"))
+    shots = SCREENSHOTS if UPDATE_SCREENSHOTS else tmp_path
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{stack.airflow_url}/dags", wait_until="networkidle")  # the simple auth manager: no password
+        page.get_by_text("retrain_classifier").first.wait_for(timeout=60_000)
+        page.screenshot(path=shots / "airflow-dags.png")
+        page.goto(f"{stack.airflow_url}/dags/retrain_classifier", wait_until="networkidle")
+        page.get_by_role("button", name="Trigger").first.click()
+        form = page.get_by_role("dialog")
+        form.get_by_text("Run Parameters").wait_for(timeout=30_000)
+        assert form.get_by_text("Same as the champion").count() == 1  # the modalities choice, on its default
+        page.screenshot(path=shots / "airflow-retrain-form.png")
+        form.get_by_role("button", name="Trigger").last.click()
+        page.get_by_text("Dag run has been successfully triggered").first.wait_for(timeout=30_000)
+        [run] = client.runs("retrain_classifier")
+        assert run.conf == RETRAIN_FORM  # what the form sent: its defaults
+        assert _finished(client, "retrain_classifier", run.run_id) == "success", client.task_states("retrain_classifier", run.run_id)
+
+        trained = client.return_value("retrain_classifier", run.run_id, "train_on_gpu")
+        page.goto(f"{stack.airflow_url}/dags/retrain_classifier/runs/{quote(run.run_id, safe='')}/tasks/train_on_gpu/details",
+                  wait_until="networkidle")  # the task's Details tab lists its extra links
+        button = page.get_by_role("link", name="MLflow model version")
+        button.wait_for(timeout=60_000)
+        with page.context.expect_page() as opened:  # extra links open in a new tab
+            button.click()
+        version_page = opened.value
+        version_page.wait_for_load_state("load")  # MLflow's page keeps polling: never network-idle
+        expected = f"{stack.mlflow_url}/#/models/{settings.registered_model_name}/versions/{trained['model_version']}"
+        assert version_page.url == expected
+        version_page.get_by_text(f"Version {trained['model_version']}").first.wait_for(timeout=60_000)
+        version_page.get_by_text("Trained by the Airflow run").first.wait_for(timeout=30_000)  # the description links back
+        version_page.screenshot(path=shots / "mlflow-model-version.png")
+    for name in ("airflow-dags.png", "airflow-retrain-form.png", "mlflow-model-version.png"):
+        assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (shots / name).stat().st_size > 20_000, name
+
+
 def test_celery_workers_run_the_life_cycle_and_a_lost_gpu_worker_loses_no_prediction(production_airflow):
     client, stack, workers, settings = (production_airflow[k] for k in ("client", "stack", "workers", "settings"))
-    dags = ["ingest_products", "score_catalogue", "retrain_classifier", "evaluate_ab_test"]
-    client.wait_for_dags(dags)
-    for dag_id in dags:
-        client.unpause(dag_id)
 
-    # retrain on the form's defaults: no model yet, so the first one is text+image, trained on the gpu queue
-    retrain = _trigger(client, "retrain_classifier", RETRAIN_FORM)
+    # retrain on the form's defaults (the browser test above may have done it): no model yet, so the first
+    # one is text+image, trained on the gpu queue
+    finished = [r for r in client.runs("retrain_classifier") if r.state == "success"]
+    retrain = finished[0].run_id if finished else _trigger(client, "retrain_classifier", RETRAIN_FORM)
     assert _finished(client, "retrain_classifier", retrain) == "success", client.task_states("retrain_classifier", retrain)
     lanes = {ti["task_id"]: ti for ti in client.task_instances("retrain_classifier", retrain)}
     assert lanes["train_on_gpu"]["state"] == "success" and lanes["train"]["state"] == "skipped"
