@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 from rakuten_ml.orchestration import DEFAULT_ARGS, DEFAULT_PARTITION_SIZE, SNAPSHOT_ASSET_URI, START_DATE, gpu_queue, run_job
@@ -58,7 +60,8 @@ def score_catalogue() -> None:
     def plan(models: dict) -> list[dict]:
         return run_job("scoring.plan", models=models)
 
-    @task(queue=GPU_QUEUE, retries=3, max_active_tis_per_dagrun=8)
+    # a partition resumes where it stopped (finished partitions are kept): a lost worker's is retried after 30 s
+    @task(queue=GPU_QUEUE, retries=3, retry_delay=timedelta(seconds=30), max_active_tis_per_dagrun=8)
     def score_partition(partition: dict, models: dict) -> dict:
         return run_job("scoring.score_partition", partition=partition, models=models)
 
