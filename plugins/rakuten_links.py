@@ -39,6 +39,10 @@ def _mlflow_base() -> str | None:
     return mlflow_ui_base(settings.airflow.mlflow_ui_url, settings.mlflow_tracking_uri)
 
 
+# Read once when Airflow loads the plugin: settings come from the process environment, which does not change
+MLFLOW_BASE = _mlflow_base()
+
+
 def _return_value(dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
     """A task instance's return value from the metadata database (None when it returned nothing)."""
     from airflow.models.xcom import XComModel
@@ -68,7 +72,7 @@ class _MlflowLink(BaseOperatorLink):
         return self.link_name
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        base = _mlflow_base()
+        base = MLFLOW_BASE
         if base is None:
             return ""
         try:
@@ -97,10 +101,9 @@ class MlflowChallengerLink(_MlflowLink):
 
 
 def _external_views() -> list[dict[str, Any]]:
-    base = _mlflow_base()
-    if base is None:
+    if MLFLOW_BASE is None:
         return []
-    return [{"name": REGISTRY_VIEW, "href": mlflow_registry_url(base), "destination": "nav", "category": "browse"}]
+    return [{"name": REGISTRY_VIEW, "href": mlflow_registry_url(MLFLOW_BASE), "destination": "nav", "category": "browse"}]
 
 
 class RakutenLinksPlugin(AirflowPlugin):
