@@ -235,6 +235,27 @@ class ABSettings(Section):
         default=5000, ge=1, description="Challenger arm this large and still no significant difference: reject (keep the champion)."
     )
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5, description="One-sided significance level of each A/B test direction.")
+    max_paired_labels: int = Field(
+        default=20_000, ge=1,
+        description="Labelled pairs (shadow scoring) this many and still no significant difference: reject (keep the champion).",
+    )
+    sequential: bool = Field(
+        default=True,
+        description="Decide with always-valid sequential tests (mixture SPRTs), valid however often the daily job looks; "
+        "false = fixed-sample tests (z-test, exact McNemar), valid for one look only (docs/decisions.md).",
+    )
+    tau: float = Field(
+        default=0.03, gt=0.0, le=1.0,
+        description="Scale of the accuracy differences the split-traffic sequential test is tuned to (its normal mixture's standard deviation).",
+    )
+    paired_prior_concentration: float = Field(
+        default=1.0, gt=0.0,
+        description="Beta(a, a) mixture of the paired sequential test over the challenger's share of discordant pairs (1 = uniform).",
+    )
+    shadow_scoring: bool = Field(
+        default=True,
+        description="While a challenger exists, nightly scoring scores every product with both models (paired test, disagreement rate).",
+    )
 
 
 class RollbackSettings(Section):
@@ -287,6 +308,20 @@ class DriftSettings(Section):
         default=0.05, gt=0.0, le=1.0, validation_alias=_legacy("concept_p_value"),
         description="The drop must also be significant (binomial test) at this level; 1.0 = the seed's plain rule.",
     )
+    estimate_max_drop: float = Field(
+        default=0.03, ge=0.0, le=1.0,
+        description="Label-free: the champion's estimated accuracy on the scored catalogue this far below its validation accuracy is a drop.",
+    )
+    calibration_max_gap: float = Field(
+        default=0.05, ge=0.0, le=1.0,
+        description="The estimate is trusted unless accuracy on the labelled sample and mean confidence differ by more than this...",
+    )
+    calibration_p_value: float = Field(
+        default=0.01, gt=0.0, le=1.0, description="...and that gap is significant at this level (Poisson-binomial test).",
+    )
+    calibration_min_labels: int = Field(
+        default=100, ge=1, description="Fewer labels in the concept window: calibration is not checked and the estimate is not trusted.",
+    )
     retrain_cooldown_hours: float = Field(
         default=168.0, ge=0.0, validation_alias=_legacy("retrain_cooldown_hours"),
         description="No second drift/scheduled retrain within this many hours of one that started (force overrides): "
@@ -330,6 +365,14 @@ class ServingSettings(Section):
     cache_prefix: str = Field(default="rakuten:pred", min_length=1, description="Key prefix of cached predictions in Redis.")
     log_batch_size: int = Field(default=200, ge=1, description="prediction_log rows written per INSERT.")
     log_flush_s: float = Field(default=2.0, gt=0.0, description="Longest a logged prediction waits before its INSERT.")
+    shadow_share: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="Share of live products (with a productid) the other model scores off the response path while a challenger "
+        "is loaded (0 = no shadow scoring).",
+    )
+    shadow_queue_size: int = Field(
+        default=64, ge=1, description="Requests waiting for shadow scoring; beyond it shadow work is dropped (counted), never the client's.",
+    )
 
 
 SECTIONS: dict[str, type[Section]] = {
