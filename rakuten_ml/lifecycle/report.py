@@ -35,6 +35,7 @@ from rakuten_ml.monitoring import (
     METRIC_CONCEPT,
     METRIC_CONFIDENCE,
     METRIC_DATA,
+    METRIC_ESTIMATED,
     METRIC_PREDICTION,
     RULE_METRICS,
     STATUS_ALERT,
@@ -350,6 +351,7 @@ _DRIFT_TITLES = {
     METRIC_PREDICTION: "prediction drift: KL(predicted classes || reference)",
     METRIC_CONFIDENCE: "mean confidence (alert below)",
     METRIC_CONCEPT: "concept drift: accuracy on feedback (alert below)",
+    METRIC_ESTIMATED: "label-free estimate of accuracy on the scored catalogue (alert below)",
 }
 
 
@@ -484,6 +486,9 @@ class ABRecord:
     message: str
     champion: Mapping[str, Any] | None
     challenger: Mapping[str, Any] | None
+    test: str | None = None  # the test that decided (paired or split, sequential or fixed)
+    n_labels: int = 0
+    paired: Mapping[str, Any] | None = None  # the shadow-scored labelled products' counts
 
     @property
     def decided(self) -> bool:
@@ -500,11 +505,13 @@ def ab_records(timeline: Timeline) -> list[ABRecord]:
         result = result if isinstance(result, Mapping) else {}
         decision = result.get("decision")
         decision = decision if isinstance(decision, Mapping) else {}
-        champion, challenger = decision.get("champion"), decision.get("challenger")
+        champion, challenger, paired = decision.get("champion"), decision.get("challenger"), decision.get("paired")
         records.append(ABRecord(
             step.day, step.run_id, step.state, decision.get("action") or result.get("action"),
             str(decision.get("reason") or result.get("message") or step.outcome),
             champion if isinstance(champion, Mapping) else None, challenger if isinstance(challenger, Mapping) else None,
+            test=decision.get("test"), n_labels=int(decision.get("n_labels") or 0),
+            paired=paired if isinstance(paired, Mapping) else None,
         ))
     return records
 
@@ -553,17 +560,25 @@ def _arm_cell(arm: Mapping[str, Any] | None) -> str:
             f"[{_fmt(arm.get('ci95_low'))}, {_fmt(arm.get('ci95_high'))}], n={arm.get('n', '-')}")
 
 
+def _paired_cell(paired: Mapping[str, Any] | None) -> str:
+    if not paired:
+        return "-"
+    return (f"n={paired.get('n', 0)}: challenger alone right {paired.get('challenger_only', 0)}, "
+            f"champion alone right {paired.get('champion_only', 0)}")
+
+
 def ab_section(records: Sequence[ABRecord]) -> str:
     """Each A/B decision's two intervals and its action; runs without a decision say why."""
     if not records:
         return _section("ab", "A/B tests", _no_data("no evaluate_ab_test run"))
     plot = _ab_plot(records) or _no_data("no A/B decision yet")
     rows = [
-        ((r.day, r.run_id, r.action or "no decision", _arm_cell(r.champion), _arm_cell(r.challenger), r.message),
+        ((r.day, r.run_id, r.action or "no decision", f"{r.test} on {r.n_labels} labels" if r.test else "-",
+          _paired_cell(r.paired), _arm_cell(r.champion), _arm_cell(r.challenger), r.message),
          "failed" if r.state != "success" else ("promote" if r.action == "promote" else ""))
         for r in records
     ]
-    table = _table(("day", "run id", "action", "champion", "challenger", "reason"), rows)
+    table = _table(("day", "run id", "action", "decided by", "paired (shadow) labels", "champion arm", "challenger arm", "reason"), rows)
     return _section("ab", "A/B tests", plot + table)
 
 

@@ -1,10 +1,12 @@
-"""A/B evaluation job: predictions joined to their true labels, per-variant accuracy, decision, alias move.
+"""A/B evaluation job: predictions joined to their true labels, per-variant accuracy, paired counts, decision, alias move.
 
 An arm is the predictions one model version made under one variant, from batch scoring
 (``predictions``) and online serving (``prediction_log``) alike, joined by ``productid`` to
 ``feedback``. A product scored many times (nightly batch, repeated requests) counts once per
 arm, with its latest prediction: repeats are not independent evidence. Only predictions made
 since the challenger alias was set count, so an old test of the same versions does not leak in.
+Paired counts come from ``paired_predictions`` (both versions scored the product), one per
+labelled product, its latest pair.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from rakuten_ml.promotion import aliases
 from rakuten_ml.promotion.ab_stats import ABDecision, ArmStats, decide
 from rakuten_ml.promotion.aliases import AliasMove
 from rakuten_ml.promotion.audit import Actor, last_event
+from rakuten_ml.promotion.paired_stats import PairedCounts
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION
 from rakuten_ml.registry.gateway import ModelRegistry
 from rakuten_ml.resources import Platform
-from rakuten_ml.storage.database import feedback, prediction_log, predictions
+from rakuten_ml.storage.database import feedback, paired_predictions, prediction_log, predictions
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,37 @@ def labelled_predictions(model_name: str, *, versions: Sequence[str] | None = No
 
 def correct_count(labelled: sa.Subquery) -> sa.ColumnElement[int]:
     return sa.func.coalesce(sa.func.sum(sa.case((labelled.c.predicted == labelled.c.label, 1), else_=0)), 0)
+
+
+def paired_counts(engine: Engine, model_name: str, champion: str, challenger: str, *, since: datetime | None = None) -> PairedCounts:
+    """Labelled products both versions scored (batch shadow scoring, serving's shadow), latest pair per product."""
+    pairs = paired_predictions
+    stmt = sa.select(
+        pairs.c.productid, pairs.c.champion_code, pairs.c.challenger_code,
+        sa.func.row_number().over(partition_by=pairs.c.productid, order_by=pairs.c.scored_at.desc()).label("recency"),
+    ).where(pairs.c.model_name == model_name, pairs.c.champion_version == str(champion), pairs.c.challenger_version == str(challenger))
+    if since is not None:
+        stmt = stmt.where(pairs.c.scored_at >= since)
+    latest = stmt.subquery("pairs")
+    champion_right = latest.c.champion_code == feedback.c.prdtypecode
+    challenger_right = latest.c.challenger_code == feedback.c.prdtypecode
+
+    def count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    query = (
+        sa.select(
+            sa.func.count().label("n"), count(sa.and_(champion_right, challenger_right)).label("both_right"),
+            count(sa.and_(champion_right, sa.not_(challenger_right))).label("champion_only"),
+            count(sa.and_(sa.not_(champion_right), challenger_right)).label("challenger_only"),
+        )
+        .select_from(latest.join(feedback, feedback.c.productid == latest.c.productid))
+        .where(latest.c.recency == 1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).one()
+    n, both, champion_only, challenger_only = (int(v) for v in row)
+    return PairedCounts(str(champion), str(challenger), n, both, champion_only, challenger_only, n - both - champion_only - challenger_only)
 
 
 def arm_stats(engine: Engine, model_name: str, champion: str, challenger: str, *, since: datetime | None = None) -> tuple[ArmStats, ArmStats]:
@@ -112,9 +146,16 @@ def evaluate_ab_test(platform: Platform, *, actor: Actor, apply: bool = True, re
     champion, challenger = arm_stats(
         platform.engine, registry.name, state.champion, state.challenger, since=started["at"] if started else None
     )
-    decision = decide(champion, challenger, settings.ab)
-    log.info("%s A/B v%s vs v%s: %s (%s)", registry.name, state.challenger, state.champion, decision.action, decision.reason)
-    registry.set_tags(state.challenger, {"ab.decision": decision.action, "ab.reason": decision.reason[:4900]})
+    paired = paired_counts(platform.engine, registry.name, state.champion, state.challenger, since=started["at"] if started else None)
+    # the paired design is in the test from its first day whenever either scorer shadows (it takes half of alpha
+    # throughout); with shadow scoring off everywhere and no pair, the split design alone judges, with all of it
+    shadowing = settings.ab.shadow_scoring or settings.serving.shadow_share > 0
+    decision = decide(champion, challenger, settings.ab, paired if paired.n or shadowing else None)
+    log.info("%s A/B v%s vs v%s: %s by %s (%s)", registry.name, state.challenger, state.champion, decision.action,
+             decision.test or "no test yet", decision.reason)
+    tags = {"ab.decision": decision.action, "ab.reason": decision.reason[:4900], "ab.test": decision.test or "",
+            "ab.labels": str(decision.n_labels)}
+    registry.set_tags(state.challenger, tags)
     move = None
     if apply and decision.action == "promote":
         move = aliases.promote(

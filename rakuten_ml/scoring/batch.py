@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.errors import DatabaseError, ObjectStoreError, ScoringRunConflictError
-from rakuten_ml.models.fusion import fuse_probabilities
+from rakuten_ml.monitoring.performance_estimate import ConfusionSums
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
 from rakuten_ml.registry.resolve import ResolvedModel, alias_version, load_classifier, resolve_model
 from rakuten_ml.resources import Platform
@@ -32,14 +32,24 @@ from rakuten_ml.scoring.device import halve_batch_size, onnx_export_cache, tune_
 from rakuten_ml.scoring.image_cache import ImageScoreCache, output_tag, prune_image_scores
 from rakuten_ml.scoring.metrics import textfile_path, write_textfile
 from rakuten_ml.scoring.partitions import Partition, plan_partitions, split_partitions
-from rakuten_ml.storage.database import CONNECTION_ERRORS, database_errors, scoring_partitions, scoring_runs, upsert
+from rakuten_ml.storage.database import (
+    CONNECTION_ERRORS,
+    confusion_sums,
+    database_errors,
+    paired_predictions,
+    scoring_partitions,
+    scoring_runs,
+    upsert,
+)
 from rakuten_ml.storage.database import predictions as predictions_table
 
 log = logging.getLogger(__name__)
 
-# image_reused: products whose image-model output was read from an earlier run (image_cache), not recomputed.
-COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger", "image_reused")
+# image_reused: products whose image-model output was read from an earlier run (image_cache), not recomputed;
+# paired: products both champion and challenger scored (shadow scoring), disagreed: those they classed apart.
+COUNT_KEYS = ("scored", "fused", "text_only", "image_only", "failed", "auto", "challenger", "image_reused", "paired", "disagreed")
 DONE, RUNNING, FAILED = "done", "running", "failed"
+PAIRED_BATCH = "batch"  # paired_predictions.origin of nightly scoring (serving's is "online")
 # One load per worker process and version, not per partition; bounded, since a long-lived Celery worker
 # sees every version the registry ever promotes: champion and challenger, the two an A/B run needs.
 _MODEL_CACHE: OrderedDict[str, Any] = OrderedDict()
@@ -78,6 +88,7 @@ class RunModels:
     challenger: ResolvedModel | None = None
     challenger_share: float = 0.0
     salt: str = ""
+    shadow: bool = False  # both models score every product (paired A/B test); only with a challenger
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +101,7 @@ class RunModels:
             challenger=ResolvedModel(**challenger) if challenger else None,
             challenger_share=float(payload.get("challenger_share", 0.0)),
             salt=str(payload.get("salt", "")),
+            shadow=bool(payload.get("shadow", False)),  # runs recorded before shadow scoring existed had none
         )
 
 
@@ -137,7 +149,8 @@ def resolve_run_models(platform: Platform, *, version: str | None = None) -> Run
         found = alias_version(settings, CHALLENGER, then="rerun the scoring (nothing was scored yet)")
         if found is not None and found != champion.version:
             challenger = ResolvedModel(settings.registered_model_name, found, CHALLENGER)
-    return RunModels(champion, challenger, settings.ab.challenger_share if challenger else 0.0, settings.ab.salt)
+    return RunModels(champion, challenger, settings.ab.challenger_share if challenger else 0.0, settings.ab.salt,
+                     shadow=challenger is not None and settings.ab.shadow_scoring)
 
 
 def _classifier(platform: Platform, model: ResolvedModel) -> Any:
@@ -195,7 +208,7 @@ def _predict_reusing_images(classifier: Any, chunk: pd.DataFrame, store: Any, ca
         p_image[todo], has_image[todo] = p_new, usable
         cache.save([digests[i] for i in todo], p_new, usable)
     p_image[~has_image] = 1.0 / n_classes  # what the image model gives an unusable photo
-    proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, classifier.image_weight)
+    proba, modality = classifier.fuse(p_text, p_image, has_text, has_image)
     cache.hits += reused  # after the image model succeeded: a CUDA out-of-memory retry does not count twice
     return classifier.result_frame(proba, modality, frame.index)
 
@@ -222,6 +235,53 @@ def _prediction_rows(run_id: str, chunk: pd.DataFrame, result: pd.DataFrame, mod
             "scored_at": at,
         }
     )
+
+
+def _score_subset(platform: Platform, model: ResolvedModel, subset: pd.DataFrame, batch_size: int) -> tuple[pd.DataFrame, int]:
+    """One model's results on ``subset`` (same index), in batches; and how many image outputs it reused."""
+    classifier = _classifier(platform, model)
+    cache = _image_cache(platform, classifier, model)
+    parts = [_predict(classifier, subset.iloc[start : start + batch_size], platform.store, cache)
+             for start in range(0, len(subset), batch_size)]
+    return pd.concat(parts), (cache.hits if cache else 0)
+
+
+def _paired_rows(run_id: str, chunk: pd.DataFrame, results: dict[str, pd.DataFrame], models: RunModels, at: datetime) -> list[dict[str, Any]]:
+    """One row per product both models scored: what the paired A/B test and the disagreement rate read."""
+    champion, challenger = results.get(CHAMPION), results.get(CHALLENGER)
+    if champion is None or challenger is None or models.challenger is None:
+        return []
+    frame = pd.DataFrame({
+        "source_id": run_id,
+        "productid": chunk["productid"].astype("int64").to_numpy(),
+        "origin": PAIRED_BATCH,
+        "model_name": models.champion.name,
+        "champion_version": models.champion.version,
+        "challenger_version": models.challenger.version,
+        "champion_code": champion["prdtypecode"].astype("int64").to_numpy(),
+        "challenger_code": challenger.loc[champion.index, "prdtypecode"].astype("int64").to_numpy(),
+        "champion_confidence": champion["probability"].astype(float).to_numpy(),
+        "challenger_confidence": challenger.loc[champion.index, "probability"].astype(float).to_numpy(),
+        "scored_at": at,
+    })
+    return frame.to_dict("records")
+
+
+def _store_confusion_sums(
+    platform: Platform, run_id: str, partition_id: int, models: RunModels, results: dict[str, pd.DataFrame], at: datetime
+) -> None:
+    """The expected confusion counts of each version's fused probabilities: the label-free performance estimate's input."""
+    rows = []
+    for variant, result in results.items():
+        model = models.champion if variant == CHAMPION else models.challenger
+        proba_columns = [c for c in result.columns if str(c).startswith("proba_")]
+        if model is None or not proba_columns or result.empty:
+            continue
+        sums = ConfusionSums.from_probabilities(result[proba_columns].to_numpy(dtype=float))
+        codes = [int(str(c)[len("proba_"):]) for c in proba_columns]
+        rows.append({"run_id": run_id, "partition_id": partition_id, "model_version": model.version, "model_name": model.name,
+                     "n": sums.n, "sums": sums.as_dict() | {"codes": codes, "variant": variant}, "scored_at": at})
+    upsert(platform.engine, confusion_sums, rows)
 
 
 def _counts(scored: pd.DataFrame, n_failed: int) -> dict[str, int]:
@@ -290,24 +350,30 @@ def _score_partition(
         chunk_all = products[(products["productid"] >= partition.first_productid) & (products["productid"] <= partition.last_productid)]
         variants = assign_variants(chunk_all["productid"].tolist(), models.challenger_share, models.salt)
         scored_at = scored_at or datetime.now(UTC)
-        frames = []
+        frames, results = [], {}
         image_reused = 0
         for variant, model in ((CHAMPION, models.champion), (CHALLENGER, models.challenger)):
-            subset = chunk_all[variants == variant]
+            # shadow scoring: each model scores every product, each product keeps its own variant's answer
+            subset = chunk_all if models.shadow else chunk_all[variants == variant]
             if model is None or subset.empty:
                 continue
-            classifier = _classifier(platform, model)
-            cache = _image_cache(platform, classifier, model)
-            for start in range(0, len(subset), batch_size):
-                chunk = subset.iloc[start : start + batch_size]
-                frames.append(_prediction_rows(run_id, chunk, _predict(classifier, chunk, platform.store, cache), model, variant, scored_at))
-            image_reused += cache.hits if cache else 0
+            result, reused = _score_subset(platform, model, subset, batch_size)
+            image_reused += reused
+            results[variant] = result
+            served = (variants == variant) if models.shadow else slice(None)
+            frames.append(_prediction_rows(run_id, subset[served], result[served], model, variant, scored_at))
         scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[c.name for c in predictions_table.columns])
         upsert(platform.engine, predictions_table, scored.to_dict("records"))
+        paired = _paired_rows(run_id, chunk_all, results, models, scored_at) if models.shadow else []
+        upsert(platform.engine, paired_predictions, paired)
+        _store_confusion_sums(platform, run_id, partition.partition_id, models, results, scored_at)
         buffer = io.BytesIO()
         scored.to_parquet(buffer, index=False)
         platform.store.put_bytes(f"{parquet_prefix(run_id)}/part-{partition.partition_id:05d}.parquet", buffer.getvalue())
-        counts = _counts(scored, n_failed=len(chunk_all) - len(scored)) | {"image_reused": image_reused}
+        counts = _counts(scored, n_failed=len(chunk_all) - len(scored)) | {
+            "image_reused": image_reused, "paired": len(paired),
+            "disagreed": sum(row["champion_code"] != row["challenger_code"] for row in paired),
+        }
     except Exception as exc:
         try:
             _record_partition(platform, run_id, partition.partition_id, FAILED, {}, attempts, f"{type(exc).__name__}: {exc}"[:2000])

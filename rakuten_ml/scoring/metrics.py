@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from rakuten_ml.monitoring import textfiles
 from rakuten_ml.settings import Settings
-from rakuten_ml.storage.database import scoring_runs
+from rakuten_ml.storage.database import paired_predictions, scoring_runs
 
 TEXTFILE_NAME = "rakuten_scoring.prom"
 FINISHED = ("done", "failed")
@@ -48,6 +49,15 @@ class ScoringMetrics:
         self.last_good = Gauge(
             "rakuten_batch_scoring_last_success_timestamp_seconds", "When the latest complete run finished (Unix time).", registry=r,
         )
+        self.disagreement = Gauge(
+            "rakuten_batch_scoring_last_run_disagreement_rate",
+            "Share of the latest run's shadow-scored products where champion and challenger predicted different classes.",
+            registry=r,
+        )
+        self.class_disagreement = Gauge(
+            "rakuten_batch_scoring_last_run_class_disagreement_rate",
+            "The same share among the products the champion put in each class.", ["prdtypecode"], registry=r,
+        )
         self.model_info = Gauge(
             "rakuten_batch_scoring_last_run_model_info", "1 for the champion version the latest finished run used.",
             ["model_version"], registry=r,
@@ -74,12 +84,32 @@ class ScoringMetrics:
         self.last_finished.set(_timestamp(latest["finished_at"]))
         self.last_duration.set(max(_timestamp(latest["finished_at"]) - _timestamp(latest["started_at"]), 0.0))
         self.model_info.labels(str((latest["models"] or {}).get("champion", {}).get("version", ""))).set(1.0)
+        self._refresh_disagreement(engine, latest)
         good = [_timestamp(run["finished_at"]) for run in runs if run["status"] == "done"]
         if good:
             self.last_good.set(max(good))
         else:
             self.registry.unregister(self.last_good)
         return len(runs)
+
+
+    def _refresh_disagreement(self, engine: Engine, latest: Any) -> None:
+        """Champion vs challenger disagreement of the latest run, overall and per champion class; no series without pairs."""
+        counts = latest["counts"] or {}
+        if not int(counts.get("paired", 0)):
+            self.registry.unregister(self.disagreement)
+            return
+        self.disagreement.set(int(counts.get("disagreed", 0)) / int(counts["paired"]))
+        pairs = paired_predictions
+        stmt = (
+            sa.select(pairs.c.champion_code, sa.func.count().label("n"),
+                      sa.func.sum(sa.case((pairs.c.champion_code != pairs.c.challenger_code, 1), else_=0)).label("disagreed"))
+            .where(pairs.c.source_id == sa.bindparam("run"))
+            .group_by(pairs.c.champion_code)
+        )
+        with engine.connect() as conn:
+            for row in conn.execute(stmt, {"run": latest["run_id"]}):
+                self.class_disagreement.labels(str(row.champion_code)).set(int(row.disagreed) / int(row.n))
 
 
 def textfile_path(settings: Settings) -> Path:

@@ -223,6 +223,42 @@ image_scores = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+paired_predictions = sa.Table(
+    "paired_predictions",
+    metadata,
+    # Champion and challenger predictions of one product in one scoring (a nightly run scores the whole
+    # catalogue with both; serving shadow-scores live traffic off the response path): the paired A/B
+    # test reads the products that got a label, the disagreement rate reads them all.
+    # source_id: the scoring run id, or the serving request id.
+    sa.Column("source_id", sa.String(250), primary_key=True),
+    sa.Column("productid", sa.BigInteger, primary_key=True),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("model_name", sa.String(250), nullable=False),
+    sa.Column("champion_version", sa.String(32), nullable=False),
+    sa.Column("challenger_version", sa.String(32), nullable=False),
+    sa.Column("champion_code", sa.Integer, nullable=False),
+    sa.Column("challenger_code", sa.Integer, nullable=False),
+    sa.Column("champion_confidence", sa.Float, nullable=False),
+    sa.Column("challenger_confidence", sa.Float, nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+confusion_sums = sa.Table(
+    "confusion_sums",
+    metadata,
+    # Per scoring partition and model version, the expected confusion counts of its fused probabilities
+    # (rakuten_ml.monitoring.performance_estimate): summed over a run they give the label-free estimate
+    # of accuracy and weighted F1 the drift check compares with its baseline. Keyed by partition so a
+    # retried partition overwrites its own sums.
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("partition_id", sa.Integer, primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("model_name", sa.String(250), nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("sums", sa.JSON, nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
 # --- tables added by feature modules go above this line (one concept each, with a why-comment) ---
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from rakuten_ml.promotion import aliases
-from rakuten_ml.promotion.ab_evaluation import arm_stats, evaluate_ab_test
+from rakuten_ml.promotion.ab_evaluation import arm_stats, evaluate_ab_test, paired_counts
 from rakuten_ml.promotion.audit import Actor
 from rakuten_ml.promotion.routing import assign_variants
 from rakuten_ml.registry.gateway import ModelRegistry, RegistryState
 from rakuten_ml.resources import Platform
-from tests.support.promotion import events, insert_labelled, register_versions
+from tests.support.promotion import events, insert_labelled, insert_pairs, register_versions
 
 DAG = Actor("airflow:evaluate_ab_test", "scheduled__2026-02-01")
 SHARE = 0.2  # a bigger slice than production's 5% so one simulated day reaches the minimum sample
@@ -115,8 +115,8 @@ def test_no_test_running_is_a_clear_no_op(psettings):
 @pytest.mark.parametrize(
     ("labelled_arms", "empty", "message"),
     [
-        (("champion",), "challenger", "challenger has no labelled predictions yet (need 200 labelled predictions per arm; champion has 300, challenger 0)"),
-        ((), "both", "champion and challenger have no labelled predictions yet (need 200 labelled predictions per arm; champion has 0, challenger 0)"),
+        (("champion",), "challenger", "challenger has no labelled predictions yet (need 200 labelled predictions per arm; champion has 300, challenger 0); need 200 labelled pairs; 0 so far"),
+        ((), "both", "champion and challenger have no labelled predictions yet (need 200 labelled predictions per arm; champion has 0, challenger 0); need 200 labelled pairs; 0 so far"),
     ],
 )
 def test_summary_of_a_test_without_labels_is_strict_json(psettings, labelled_arms, empty, message):
@@ -134,3 +134,34 @@ def test_summary_of_a_test_without_labels_is_strict_json(psettings, labelled_arm
     assert decision["champion"]["accuracy"] == (1.0 if empty == "challenger" else None)
     assert (decision["challenger"]["ci95_low"], decision["challenger"]["ci95_high"]) == (0.0, 1.0)
     assert ModelRegistry(psettings).version(v2).tags["ab.reason"] == message
+
+
+def test_paired_shadow_labels_decide_before_the_split_arms_can(psettings):
+    """Both versions scored 1,500 labelled products: the paired test promotes while the 5% arm has few labels."""
+    platform = Platform(psettings).prepare()
+    v1, v2 = start_test(platform)
+    rng = np.random.default_rng(7)
+    ids = np.arange(4_000_000, 4_001_500)
+    champion_right = rng.random(len(ids)) < 0.80
+    # the retrain fixes 40% of the champion's errors and breaks 2% of its successes: +6.4 points
+    challenger_right = np.where(champion_right, rng.random(len(ids)) > 0.02, rng.random(len(ids)) < 0.40)
+    insert_pairs(platform, v1, v2, ids, champion_right, challenger_right)
+    # an older pair of the same product from an earlier night does not count twice, a pair of other versions not at all
+    insert_pairs(platform, v1, v2, ids[:100], [False] * 100, [True] * 100, source_id="older-night",
+                 at=datetime.now(UTC) - timedelta(hours=1), with_feedback=False)
+    insert_pairs(platform, "99", v2, ids[:100], [False] * 100, [True] * 100, source_id="other-versions", with_feedback=False)
+    started = events(platform)[0]["at"]
+    paired = paired_counts(platform.engine, psettings.registered_model_name, v1, v2, since=started)
+    assert paired.n == 1500
+    assert (paired.champion_only, paired.challenger_only) == (
+        int((champion_right & ~challenger_right).sum()), int((~champion_right & challenger_right).sum()))
+
+    outcome = evaluate_ab_test(platform, actor=DAG)
+    decision = outcome.decision
+    assert (decision.action, decision.test, decision.n_labels) == ("promote", "paired_msprt", 1500), decision.reason
+    assert decision.challenger.n == 0  # no split-arm label at all: the paired design alone decided
+    last = events(platform)[0]
+    assert last["action"] == "promote" and last["metrics"]["test"] == "paired_msprt" and last["metrics"]["n_labels"] == 1500
+    assert last["metrics"]["paired"]["n"] == 1500
+    tags = ModelRegistry(psettings).version(v2).tags
+    assert (tags["ab.test"], tags["ab.labels"]) == ("paired_msprt", "1500")

@@ -18,7 +18,7 @@ from rakuten_ml.promotion.audit import history
 from rakuten_ml.registry.gateway import ModelRegistry
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import Settings
-from rakuten_ml.storage.database import feedback, prediction_log, predictions
+from rakuten_ml.storage.database import feedback, paired_predictions, prediction_log, predictions
 
 
 def promotion_settings(tmp_path: Path, mlflow_server: str, pg_url: str, **overrides: object) -> Settings:
@@ -101,3 +101,37 @@ def insert_labelled(
         for table, rows in ((predictions, batch_rows), (prediction_log, log_rows), (feedback, labels if with_feedback else [])):
             if rows:
                 conn.execute(sa.insert(table), rows)
+
+
+def insert_pairs(
+    platform: Platform,
+    champion: str,
+    challenger: str,
+    productids: Sequence[int],
+    champion_correct: Sequence[bool],
+    challenger_correct: Sequence[bool],
+    *,
+    source_id: str = "nightly-shadow",
+    at: datetime | None = None,
+    seed: int = 0,
+    with_feedback: bool = True,
+) -> None:
+    """Shadow-scored pairs (both versions on each product) plus the products' true labels."""
+    rng = np.random.default_rng(seed)
+    at = at or datetime.now(UTC)
+    codes = np.asarray(CLASS_CODES)
+    truth = rng.choice(codes, len(productids))
+    wrong = codes[(np.searchsorted(codes, truth) + 1) % len(codes)]
+    rows = [
+        {"source_id": source_id, "productid": int(pid), "origin": "batch", "model_name": platform.settings.registered_model_name,
+         "champion_version": str(champion), "challenger_version": str(challenger),
+         "champion_code": int(t if a else w), "challenger_code": int(t if b else w),
+         "champion_confidence": 0.9, "challenger_confidence": 0.9, "scored_at": at}
+        for pid, t, w, a, b in zip(productids, truth.tolist(), wrong.tolist(), champion_correct, challenger_correct, strict=True)
+    ]
+    labels = [{"productid": int(p), "prdtypecode": int(t), "source": "human", "received_at": at}
+              for p, t in zip(productids, truth.tolist(), strict=True)]
+    with platform.engine.begin() as conn:
+        conn.execute(sa.insert(paired_predictions), rows)
+        if with_feedback:
+            conn.execute(sa.insert(feedback), labels)

@@ -24,7 +24,7 @@ from rakuten_ml.scoring.batch import RunModels, resolve_run_models, score_partit
 from rakuten_ml.scoring.device import decoding_workers
 from rakuten_ml.scoring.partitions import plan_partitions
 from rakuten_ml.settings import IngestSettings, Settings
-from rakuten_ml.storage.database import predictions, scoring_partitions
+from rakuten_ml.storage.database import confusion_sums, paired_predictions, predictions, scoring_partitions
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
 from tests.support.platforms import build_platform
@@ -82,6 +82,11 @@ def stored_predictions(platform, run_id):
         return conn.execute(sa.select(predictions.c.productid, predictions.c.variant, predictions.c.model_version).where(predictions.c.run_id == run_id)).all()
 
 
+def stored_codes(platform, run_id):
+    with platform.engine.connect() as conn:
+        return conn.execute(sa.select(predictions.c.productid, predictions.c.variant, predictions.c.prdtypecode).where(predictions.c.run_id == run_id)).all()
+
+
 def test_killed_run_resumes_without_rescoring_finished_partitions(text_platform, monkeypatch):
     platform, snapshot_id = text_platform
     models = RunModels(resolve_model(platform.settings))
@@ -128,6 +133,32 @@ def test_challenger_share_is_sticky_and_recorded(text_platform):
     assert 0.12 < share < 0.28
     assert {(v, m) for _, v, m in a} == {("champion", "1"), ("challenger", "2")}
     assert second.counts == first.counts
+    # shadow scoring (the default): both versions scored every product; each product keeps its variant's answer
+    with platform.engine.connect() as conn:
+        pairs = conn.execute(sa.select(paired_predictions).where(paired_predictions.c.source_id == "ab-1")).mappings().all()
+        sums = conn.execute(sa.select(confusion_sums.c.model_version, sa.func.sum(confusion_sums.c.n))
+                            .where(confusion_sums.c.run_id == "ab-1").group_by(confusion_sums.c.model_version)).all()
+    served = {(productid, variant): code for productid, variant, code in stored_codes(platform, "ab-1")}
+    assert len(pairs) == first.counts["paired"] == first.n_scored == 900
+    assert {(r["champion_version"], r["challenger_version"], r["origin"]) for r in pairs} == {("1", "2", "batch")}
+    for r in pairs:
+        served_code = served.get((r["productid"], "champion"), served.get((r["productid"], "challenger")))
+        assert served_code in (r["champion_code"], r["challenger_code"])
+        if (r["productid"], "champion") in served:
+            assert served_code == r["champion_code"]
+        else:
+            assert served_code == r["challenger_code"]
+    assert first.counts["disagreed"] == sum(r["champion_code"] != r["challenger_code"] for r in pairs)
+    assert dict(sums) == {"1": 900, "2": 900}  # label-free estimate inputs: each version on the whole catalogue
+
+    platform.settings = platform.settings.replace(ab_shadow_scoring=False)
+    unpaired = score_products(platform, run_id="ab-3", snapshot_id=snapshot_id)
+    with platform.engine.connect() as conn:
+        n_pairs = conn.execute(sa.select(sa.func.count()).where(paired_predictions.c.source_id == "ab-3")).scalar_one()
+        sums = conn.execute(sa.select(confusion_sums.c.model_version, sa.func.sum(confusion_sums.c.n))
+                            .where(confusion_sums.c.run_id == "ab-3").group_by(confusion_sums.c.model_version)).all()
+    assert n_pairs == unpaired.counts["paired"] == 0
+    assert dict(sums) == {"1": 900 - unpaired.counts["challenger"], "2": unpaired.counts["challenger"]}
 
 
 @pytest.mark.slow
