@@ -20,10 +20,13 @@ METRIC_DATA = "data_drift"
 METRIC_PREDICTION = "prediction_drift"
 METRIC_CONFIDENCE = "confidence_drift"
 METRIC_CONCEPT = "concept_drift"
-RULE_METRICS = (METRIC_DATA, METRIC_PREDICTION, METRIC_CONFIDENCE, METRIC_CONCEPT)
+METRIC_ESTIMATED = "estimated_performance"  # label-free: the champion's accuracy estimated from its probabilities
+METRIC_ESTIMATED_F1 = "estimated_f1"  # the same estimate's weighted F1, shown beside it (not a rule of its own)
+RULE_METRICS = (METRIC_DATA, METRIC_PREDICTION, METRIC_CONFIDENCE, METRIC_CONCEPT, METRIC_ESTIMATED)
 
 STATUS_OK = "ok"
 STATUS_DRIFT = "drift"  # today's data-drift threshold breached, not yet for enough consecutive days
 STATUS_ALERT = "alert"
 STATUS_NO_DATA = "insufficient_data"
+STATUS_UNTRUSTED = "untrusted"  # the label-free estimate, when the labelled sample says confidence no longer matches accuracy
 DRIFTED_STATUSES = (STATUS_DRIFT, STATUS_ALERT)

@@ -18,10 +18,12 @@ import pandas as pd
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.labels import CLASS_CODES
-from rakuten_ml.monitoring import METRIC_DATA, RULE_METRICS
+from rakuten_ml.monitoring import METRIC_DATA, METRIC_ESTIMATED, RULE_METRICS
 from rakuten_ml.monitoring.drift_store import (
     drift_history,
+    first_run_sums,
     latest_per_product,
+    latest_run_sums,
     load_labels,
     load_predictions,
     primary_model_version,
@@ -135,7 +137,9 @@ def run_drift_checks(
         current_snapshot_id=current_snapshot_id, max_rows=max_rows, image_sample=image_sample,
     )
     history = drift_history(platform.engine, model_version, check_date, rules.consecutive_days)
-    evaluation = evaluate_day(inputs, rules, history=history, check_date=check_date,
+    estimate_history = drift_history(platform.engine, model_version, check_date, rules.consecutive_days,
+                                     metric=METRIC_ESTIMATED, feature="accuracy")
+    evaluation = evaluate_day(inputs, rules, history=history, check_date=check_date, estimate_history=estimate_history,
                               featurizer=DriftFeaturizer(random_state=settings.random_seed))
     rows = evaluation.rows
     report_key = None
@@ -185,6 +189,9 @@ def load_day_inputs(
     current_images = load_image_statistics(store, current_products, image_sample, seed)
     if reference_images is None or current_images is None:  # images on one side only: nothing to compare
         reference_images = current_images = None
+    version = str(loaded["model_version"].iloc[0]) if len(loaded) else None
+    night = latest_run_sums(engine, version, start, as_of) if version else None
+    first = first_run_sums(engine, version, as_of) if version else None
     return DayInputs(
         reference_products=sample_rows(reference_products, max_rows, seed),
         current_products=sample_rows(current_products, max_rows, seed),
@@ -197,6 +204,11 @@ def load_day_inputs(
         reference_images=reference_images,
         current_images=current_images,
         reference_source=source,
+        labelled_confidence=labelled["confidence"].to_numpy(dtype=float),
+        estimate_sums=night.sums if night else None,
+        reference_sums=first.sums if first else None,
+        estimate_run=night.run_id if night else None,
+        reference_run=first.run_id if first else None,
     )
 
 

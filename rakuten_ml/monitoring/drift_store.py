@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from rakuten_ml.monitoring import DRIFTED_STATUSES, METRIC_DATA
+from rakuten_ml.monitoring.performance_estimate import ConfusionSums
 from rakuten_ml.monitoring.rules import FEATURE_SHARE, CheckRow
-from rakuten_ml.storage.database import drift_checks, feedback, prediction_log, predictions, upsert
+from rakuten_ml.storage.database import confusion_sums, drift_checks, feedback, prediction_log, predictions, upsert
 
 
 def window_bounds(as_of: datetime, days: int) -> tuple[datetime, datetime]:
@@ -78,8 +79,10 @@ def load_labels(engine: Engine, productids: Sequence[int]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def drift_history(engine: Engine, model_version: str, check_date: date, days: int) -> dict[date, bool]:
-    """Data-drift verdicts of the ``days`` days before ``check_date`` for one version."""
+def drift_history(
+    engine: Engine, model_version: str, check_date: date, days: int, *, metric: str = METRIC_DATA, feature: str = FEATURE_SHARE,
+) -> dict[date, bool]:
+    """One rule's drifted-or-not verdicts (data drift by default) of the ``days`` days before ``check_date`` for one version."""
     stmt = sa.select(drift_checks.c.check_date, drift_checks.c.status).where(
         drift_checks.c.model_version == sa.bindparam("version"),
         drift_checks.c.metric == sa.bindparam("metric"),
@@ -87,10 +90,50 @@ def drift_history(engine: Engine, model_version: str, check_date: date, days: in
         drift_checks.c.check_date >= sa.bindparam("first"),
         drift_checks.c.check_date < sa.bindparam("today"),
     )
-    params = {"version": model_version, "metric": METRIC_DATA, "feature": FEATURE_SHARE,
+    params = {"version": model_version, "metric": metric, "feature": feature,
               "first": check_date - timedelta(days=days), "today": check_date}
     with engine.connect() as conn:
         return {row.check_date: row.status in DRIFTED_STATUSES for row in conn.execute(stmt, params)}
+
+
+@dataclass(frozen=True)
+class RunSums:
+    """One scoring run's expected confusion counts for one version: its partitions' sums added up."""
+
+    run_id: str
+    sums: ConfusionSums
+
+
+def _run_sums(engine: Engine, model_version: str, *, start: datetime | None, end: datetime | None, latest: bool) -> RunSums | None:
+    """The latest (or, without ``latest``, the earliest) scoring run in [start, end) that left sums for the version."""
+    when = sa.func.max(confusion_sums.c.scored_at)
+    runs = sa.select(confusion_sums.c.run_id, when.label("at")).where(confusion_sums.c.model_version == sa.bindparam("version"))
+    params: dict[str, Any] = {"version": model_version}
+    if start is not None:
+        runs, params["start"] = runs.where(confusion_sums.c.scored_at >= sa.bindparam("start")), start
+    if end is not None:
+        runs, params["end"] = runs.where(confusion_sums.c.scored_at < sa.bindparam("end")), end
+    runs = runs.group_by(confusion_sums.c.run_id).order_by(when.desc() if latest else when.asc(), confusion_sums.c.run_id).limit(1)
+    with engine.connect() as conn:
+        run = conn.execute(runs, params).first()
+        if run is None:
+            return None
+        parts = conn.execute(
+            sa.select(confusion_sums.c.sums).where(confusion_sums.c.run_id == sa.bindparam("run"),
+                                                   confusion_sums.c.model_version == sa.bindparam("version")),
+            {"run": run.run_id, "version": model_version},
+        ).scalars().all()
+    return RunSums(run.run_id, ConfusionSums.merge(ConfusionSums.from_dict(part) for part in parts))
+
+
+def latest_run_sums(engine: Engine, model_version: str, start: datetime, end: datetime) -> RunSums | None:
+    """The window's latest scoring run's sums: the night the label-free estimate stands for."""
+    return _run_sums(engine, model_version, start=start, end=end, latest=True)
+
+
+def first_run_sums(engine: Engine, model_version: str, end: datetime) -> RunSums | None:
+    """The version's first scoring run's sums: the reference its later estimates are compared with."""
+    return _run_sums(engine, model_version, start=None, end=end, latest=False)
 
 
 def store_results(engine: Engine, check_date: date, model_version: str, rows: Sequence[CheckRow], checked_at: datetime) -> int:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy.engine import Engine
 
-from rakuten_ml.monitoring import DRIFTED_STATUSES, RULE_METRICS, STATUS_ALERT, textfiles
+from rakuten_ml.monitoring import DRIFTED_STATUSES, METRIC_DATA, RULE_METRICS, STATUS_ALERT, textfiles
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import drift_checks
 
@@ -57,7 +57,7 @@ class DriftMetrics:
             self.drifted.labels(*labels).set(1.0 if row.status in DRIFTED_STATUSES else 0.0)
             if row.metric in RULE_METRICS:
                 self.alert.labels(row.metric, row.model_version).set(1.0 if row.status == STATUS_ALERT else 0.0)
-                if "consecutive_days" in (row.details or {}):
+                if row.metric == METRIC_DATA and "consecutive_days" in (row.details or {}):
                     self.consecutive_days.labels(row.model_version).set(float(row.details["consecutive_days"]))
             checked_at = row.checked_at if row.checked_at.tzinfo else row.checked_at.replace(tzinfo=UTC)  # SQLite drops tz
             last_check[row.model_version] = max(last_check.get(row.model_version, 0.0), checked_at.timestamp())

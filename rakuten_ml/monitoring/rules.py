@@ -4,7 +4,11 @@ inputs in, one ``drift_checks`` row per rule (plus one per KS feature) out.
 - ``data_drift``: share of drift features with KS p < 0.05; alert when above the threshold 3 days in a row;
 - ``prediction_drift``: KL(predicted classes || reference), Laplace-smoothed; alert when > 0.1;
 - ``confidence_drift``: mean confidence over the last 7 days; alert when < 0.75;
-- ``concept_drift``: accuracy on labelled feedback (30-day window); alert when > 3 points below validation.
+- ``concept_drift``: accuracy on labelled feedback (30-day window); alert when > 3 points below validation;
+- ``estimated_performance``: the champion's accuracy estimated without labels from its probabilities on the
+  night's scored catalogue (:mod:`~rakuten_ml.monitoring.performance_estimate`); a drop of more than 3 points
+  below the version's first nightly estimate, 3 days in a row, is an alert; not trusted (no verdict) when
+  the labelled sample shows confidence no longer matches accuracy.
 
 :mod:`rakuten_ml.monitoring.checks` is the job that loads the inputs and stores the rows.
 """
@@ -12,7 +16,7 @@ inputs in, one ``drift_checks`` row per rule (plus one per KS feature) out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -26,15 +30,19 @@ from rakuten_ml.monitoring import (
     METRIC_CONCEPT,
     METRIC_CONFIDENCE,
     METRIC_DATA,
+    METRIC_ESTIMATED,
+    METRIC_ESTIMATED_F1,
     METRIC_KS,
     METRIC_PREDICTION,
     STATUS_ALERT,
     STATUS_DRIFT,
     STATUS_NO_DATA,
     STATUS_OK,
+    STATUS_UNTRUSTED,
 )
 from rakuten_ml.monitoring import statistics as st
 from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer
+from rakuten_ml.monitoring.performance_estimate import ConfusionSums, calibration_check, estimate_performance
 from rakuten_ml.settings import DriftSettings
 
 FEATURE_SHARE = "share"  # the feature name of the data-drift row
@@ -72,6 +80,11 @@ class DayInputs:
     reference_images: pd.DataFrame | None = None  # image statistics (IMAGE_FEATURES) of sampled products
     current_images: pd.DataFrame | None = None
     reference_source: str = "training_labels"
+    labelled_confidence: np.ndarray | None = None  # the confidence of each labelled prediction (calibration check)
+    estimate_sums: ConfusionSums | None = None  # expected confusion counts of the window's latest scoring run
+    reference_sums: ConfusionSums | None = None  # those of the version's first scoring run: the estimate's reference
+    estimate_run: str | None = None  # the scoring runs the two sums come from
+    reference_run: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,55 @@ def concept_row(
                     details | {"drop": _num(drop), "significance": rules.concept_p_value})
 
 
+def estimate_rows(inputs: DayInputs, rules: DriftSettings) -> list[CheckRow]:
+    """The label-free estimate of the night's accuracy (a rule row) and weighted F1 (shown beside it).
+
+    Its reference is the version's own first nightly estimate, not its validation accuracy: a calibration
+    bias common to both nights cancels, and what is left is how far the catalogue moved the model.
+    """
+    if inputs.estimate_sums is None or inputs.estimate_sums.n < rules.min_rows:
+        why = {"why": f"fewer than {rules.min_rows} products scored in the window", "n": 0 if inputs.estimate_sums is None else inputs.estimate_sums.n}
+        return [CheckRow(METRIC_ESTIMATED, "accuracy", None, None, None, STATUS_NO_DATA, why)]
+    estimate = estimate_performance(inputs.estimate_sums)
+    reference = estimate_performance(inputs.reference_sums) if inputs.reference_sums is not None else estimate
+    # The version's known bias: its validation accuracy minus what its probabilities promised on the reference
+    # night (a model trained on little data is overconfident). The labelled sample is checked against the
+    # confidence corrected by it, so only a *change* of calibration, the sign of a drop the estimate cannot see,
+    # distrusts the estimate.
+    bias = 0.0 if inputs.baseline_accuracy is None else inputs.baseline_accuracy - reference.accuracy
+    predicted, true = inputs.labelled_predicted, inputs.labelled_true
+    confidence = inputs.labelled_confidence if inputs.labelled_confidence is not None else np.array([])
+    calibration = calibration_check(
+        np.clip(confidence + bias, 0.0, 1.0), np.asarray(predicted) == np.asarray(true), max_gap=rules.calibration_max_gap,
+        significance=rules.calibration_p_value, min_labels=rules.calibration_min_labels,
+    )
+    assert estimate.accuracy is not None and reference.accuracy is not None  # n >= min_rows >= 1
+    threshold = reference.accuracy - rules.estimate_max_drop
+    drop = reference.accuracy - estimate.accuracy
+    # too few labels to check calibration is the estimate's usual state (labels arrive late): it is judged,
+    # unverified. Only a labelled sample on which the (corrected) confidence significantly overstates accuracy
+    # makes it untrusted: that is how a drop hides from it (concept shift, label noise). Confidence that
+    # understates accuracy sits low, but its drops still show against its own reference night.
+    checked = calibration.n >= rules.calibration_min_labels
+    untrusted = checked and not calibration.trusted and (calibration.gap or 0.0) < 0
+    status = STATUS_UNTRUSTED if untrusted else (STATUS_DRIFT if drop > rules.estimate_max_drop else STATUS_OK)
+    details: dict[str, Any] = {
+        "n": estimate.n, "run_id": inputs.estimate_run, "reference_run_id": inputs.reference_run,
+        "reference_accuracy": _num(reference.accuracy), "drop": _num(drop), "max_drop": rules.estimate_max_drop,
+        "estimated_f1_weighted": _num(estimate.f1_weighted), "reference_f1_weighted": _num(reference.f1_weighted),
+        "bias_correction": _num(bias), "corrected_accuracy": _num(min(max(estimate.accuracy + bias, 0.0), 1.0)),
+        "realized_accuracy": _num(calibration.accuracy), "n_labels": calibration.n,
+        "calibration": {"checked": checked, "trusted": not untrusted, "reason": calibration.reason, "gap": _num(calibration.gap),
+                        "ece": _num(calibration.ece), "p_value": _num(calibration.p_value), "mean_confidence": _num(calibration.mean_confidence)},
+    }
+    return [
+        CheckRow(METRIC_ESTIMATED, "accuracy", _num(estimate.accuracy), _num(calibration.p_value), _num(threshold), status, details),
+        CheckRow(METRIC_ESTIMATED_F1, "f1_weighted", _num(estimate.f1_weighted), None,
+                 _num(None if reference.f1_weighted is None else reference.f1_weighted - rules.estimate_max_drop),
+                 status, {"n": estimate.n, "reference_f1_weighted": _num(reference.f1_weighted)}),
+    ]
+
+
 def _status(check: st.ThresholdCheck) -> str:
     if not check.enough_data:
         return STATUS_NO_DATA
@@ -182,9 +244,10 @@ def _status(check: st.ThresholdCheck) -> str:
 
 def evaluate_day(
     inputs: DayInputs, rules: DriftSettings, *, history: Mapping[date, bool], check_date: date,
-    featurizer: DriftFeaturizer | None = None,
+    featurizer: DriftFeaturizer | None = None, estimate_history: Mapping[date, bool] | None = None,
 ) -> DayEvaluation:
-    """All four rules on one day's inputs; ``history`` holds the previous days' data-drift verdicts.
+    """All five rules on one day's inputs; ``history`` holds the previous days' data-drift verdicts and
+    ``estimate_history`` those of the label-free estimate (both need ``consecutive_days`` in a row).
 
     ``featurizer`` may come already fitted on ``inputs.reference_products`` (one reference, many days);
     an unfitted one is fitted here.
@@ -209,4 +272,8 @@ def evaluate_day(
     rows.append(prediction_row(inputs.window_codes, inputs.reference_class_counts, rules, inputs.reference_source))
     rows.append(confidence_row(inputs.confidences, rules))
     rows.append(concept_row(inputs.labelled_predicted, inputs.labelled_true, inputs.baseline_accuracy, rules))
+    estimated, *shown = estimate_rows(inputs, rules)
+    if estimated.status in DRIFTED_STATUSES:
+        estimated = apply_consecutive_rule(estimated, estimate_history or {}, check_date, rules.consecutive_days)
+    rows += [estimated, *(replace(row, status=estimated.status) for row in shown)]
     return DayEvaluation(rows, reference, current, tuple(features))

@@ -11,7 +11,7 @@ import pandas as pd
 from rakuten_ml.evaluation.metrics import EvaluationReport, evaluate_proba
 from rakuten_ml.evaluation.robustness import PERTURBATIONS, perturb_images
 from rakuten_ml.labels import DEFAULT_MAPPING
-from rakuten_ml.models.fusion import FusedClassifier, fuse_probabilities
+from rakuten_ml.models.fusion import FusedClassifier
 from rakuten_ml.storage.object_store import ObjectStore
 from rakuten_ml.training.fitting import TEXT_COLUMNS
 
@@ -31,7 +31,7 @@ def assess(classifier: FusedClassifier, evaluation: pd.DataFrame, store: ObjectS
     y_eval = evaluation["prdtypecode"].to_numpy()
     images = evaluation["image_key"].tolist() if use_image else None
     p_text, p_image, has_text, has_image = classifier.modality_probabilities(evaluation[TEXT_COLUMNS], images, store)
-    proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, classifier.image_weight)
+    proba, modality = classifier.fuse(p_text, p_image, has_text, has_image)
     report = evaluate_proba(y_eval, proba, DEFAULT_MAPPING, threshold)
     by_modality: dict[str, EvaluationReport] = {}
     if p_text is not None and p_image is not None:

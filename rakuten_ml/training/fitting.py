@@ -1,19 +1,22 @@
 """Fitting the classifier on a split snapshot: the text model, the vision ensemble, and the fusion
-weight chosen on the tune rows (never on the evaluation rows, which judge the result)."""
+weight and fused rows' temperature chosen on the tune rows (never on the evaluation rows, which judge the result)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from rakuten_ml.errors import TrainingError
 from rakuten_ml.labels import DEFAULT_MAPPING
-from rakuten_ml.models.fusion import FusedClassifier
+from rakuten_ml.models.calibration import fit_temperature
+from rakuten_ml.models.fusion import MODALITY_FUSED, FusedClassifier, fuse_probabilities
 from rakuten_ml.models.fusion_tuning import search_image_weight
 from rakuten_ml.settings import Settings
 from rakuten_ml.storage.object_store import ObjectStore
@@ -22,7 +25,10 @@ if TYPE_CHECKING:  # torch and sklearn load only when a modality is trained
     from rakuten_ml.models.text_model import TextClassifier
     from rakuten_ml.models.vision.ensemble import VisionEnsemble
 
+log = logging.getLogger(__name__)
+
 TEXT_COLUMNS = ["designation", "description"]
+MIN_TEMPERATURE_ROWS = 50  # fewer fused tune rows: too few to fit a temperature on, the fused rows keep 1.0
 
 
 @dataclass(frozen=True)
@@ -84,13 +90,14 @@ def fit_classifier(split: TrainingSplit, modalities: Sequence[str], settings: Se
         if tune_rows is None:
             raise TrainingError("the image modality needs tune rows to early-stop on: split the snapshot with tune rows")
         image_model = _fit_vision(split, tune_rows, settings, store, timings)
-        if text_model is not None:
-            image_weight, fusion_scores = _tune_image_weight(text_model, image_model, tune_rows, settings, store)
     classifier = FusedClassifier(
         text_model=text_model, image_model=image_model, image_weight=image_weight,
         confidence_threshold=settings.training.confidence_threshold, mapping=DEFAULT_MAPPING,
         metadata={"snapshot_id": split.snapshot_id, "modalities": list(modalities)},
     )
+    if image_model is not None and text_model is not None:
+        assert tune_rows is not None  # checked above
+        _tune_fusion(classifier, tune_rows, settings, store, fusion_scores)
     return FittedClassifier(classifier, text_model, image_model, fusion_scores, timings)
 
 
@@ -120,17 +127,20 @@ def _fit_vision(
     return model
 
 
-def _tune_image_weight(
-    text_model: TextClassifier, image_model: VisionEnsemble, tune_rows: pd.DataFrame, settings: Settings, store: ObjectStore
-) -> tuple[float, dict[float, float]]:
-    """The image weight with the best weighted F1 on the tune rows, and the score of every weight tried."""
-    tuner = FusedClassifier(
-        text_model=text_model, image_model=image_model, image_weight=settings.training.image_weight,
-        confidence_threshold=settings.training.confidence_threshold,
-    )
-    p_text, p_image, has_text, has_image = tuner.modality_probabilities(tune_rows[TEXT_COLUMNS], tune_rows["image_key"].tolist(), store)
+def _tune_fusion(
+    classifier: FusedClassifier, tune_rows: pd.DataFrame, settings: Settings, store: ObjectStore, scores: dict[float, float]
+) -> None:
+    """Set the image weight with the best weighted F1 on the tune rows (``scores`` gets every weight tried),
+    then the temperature that calibrates the fused rows at that weight."""
+    p_text, p_image, has_text, has_image = classifier.modality_probabilities(tune_rows[TEXT_COLUMNS], tune_rows["image_key"].tolist(), store)
     if p_text is None or p_image is None:
         raise TrainingError("the fusion weight needs both modalities' probabilities on the tune rows")
-    search = search_image_weight(p_text, p_image, has_text, has_image, DEFAULT_MAPPING.encode(tune_rows["prdtypecode"]),
-                                 default=settings.training.image_weight)
-    return search.best_weight, search.scores
+    y_idx = DEFAULT_MAPPING.encode(tune_rows["prdtypecode"])
+    search = search_image_weight(p_text, p_image, has_text, has_image, y_idx, default=settings.training.image_weight)
+    classifier.image_weight = search.best_weight
+    scores.update(search.scores)
+    proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, classifier.image_weight)
+    fused = modality == MODALITY_FUSED
+    if fused.sum() >= MIN_TEMPERATURE_ROWS:
+        classifier.fused_temperature = fit_temperature(np.log(np.clip(proba[fused], 1e-12, None)), np.asarray(y_idx)[fused])
+        log.info("fusion: image weight %.2f, fused rows' temperature %.3f", classifier.image_weight, classifier.fused_temperature)

@@ -22,11 +22,12 @@ from rakuten_ml.labels import DEFAULT_MAPPING
 from rakuten_ml.monitoring.checks import run_drift_checks
 from rakuten_ml.monitoring.evidently_report import column_scores, data_drift_report, drifted_columns
 from rakuten_ml.monitoring.features import IMAGE_FEATURES, DriftFeaturizer, image_statistics, length_features
+from rakuten_ml.monitoring.performance_estimate import ConfusionSums
 from rakuten_ml.monitoring.rules import DayInputs, evaluate_day
 from rakuten_ml.monitoring.statistics import ks_tests
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import DriftSettings, Settings
-from rakuten_ml.storage.database import count_rows, drift_checks, feedback, predictions, upsert
+from rakuten_ml.storage.database import confusion_sums, count_rows, drift_checks, feedback, predictions, upsert
 from tests.support.cli import cli
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class World:
     validation_counts: np.ndarray
     baseline_accuracy: float
     featurizer: DriftFeaturizer  # fitted on the reference once, reused by every simulated day
+    validation_sums: ConfusionSums | None = None  # the label-free estimate's reference: a calm night's sums
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         proba = self.model.predict_proba(frame[["designation", "description"]])
@@ -68,12 +70,15 @@ def world() -> World:
     world = World(model, reference, np.zeros(DEFAULT_MAPPING.n_classes), 0.0, featurizer)
     codes, _ = world.predict(validation)
     counts = np.bincount(DEFAULT_MAPPING.encode(codes), minlength=DEFAULT_MAPPING.n_classes).astype(float)
-    return World(model, reference, counts, float((codes == validation["prdtypecode"].to_numpy()).mean()), featurizer)
+    sums = ConfusionSums.from_probabilities(model.predict_proba(validation[["designation", "description"]]))
+    return World(model, reference, counts, float((codes == validation["prdtypecode"].to_numpy()).mean()), featurizer, sums)
 
 
-def day_inputs(world: World, drift: DriftSpec = DriftSpec(), *, seed: int, feedback_noise: float = 0.0) -> DayInputs:
+def day_inputs(world: World, drift: DriftSpec = DriftSpec(), *, seed: int, feedback_noise: float = 0.0, estimate: bool = False) -> DayInputs:
+    """One day's inputs; with ``estimate`` the night's expected confusion sums too (the label-free rule)."""
     current = products(CatalogueSpec(rows=WINDOW_ROWS, seed=seed, drift=drift))
     codes, confidence = world.predict(current)
+    sums = ConfusionSums.from_probabilities(world.model.predict_proba(current[["designation", "description"]])) if estimate else None
     labels = products(CatalogueSpec(rows=WINDOW_ROWS, seed=seed, drift=DriftSpec(**{**drift.__dict__, "label_noise": feedback_noise})))
     return DayInputs(
         reference_products=world.reference,
@@ -85,6 +90,9 @@ def day_inputs(world: World, drift: DriftSpec = DriftSpec(), *, seed: int, feedb
         labelled_true=labels["prdtypecode"].to_numpy()[:FEEDBACK_ROWS],
         baseline_accuracy=world.baseline_accuracy,
         reference_source="validation_predictions",
+        labelled_confidence=confidence[:FEEDBACK_ROWS],
+        estimate_sums=sums,
+        reference_sums=world.validation_sums if estimate else None,
     )
 
 
@@ -123,6 +131,30 @@ def test_unfamiliar_vocabulary_lowers_confidence_into_a_confidence_drift_alert(w
     statuses = rules(world, day_inputs(world, DriftSpec(vocabulary_shift=0.9), seed=23))
     assert statuses["confidence_drift"] == "alert"
     assert statuses["data_drift"] == "drift"  # one day only: not yet an alert
+
+
+def estimated(world: World, inputs: DayInputs):
+    evaluation = evaluate_day(inputs, DriftSettings(), history={}, check_date=date(2026, 3, 1), featurizer=world.featurizer)
+    return next(r for r in evaluation.rows if r.metric == "estimated_performance")
+
+
+def test_label_free_estimate_tracks_calm_days_and_drops_on_unfamiliar_vocabulary(world):
+    calm = [estimated(world, day_inputs(world, seed=seed, estimate=True)) for seed in NO_DRIFT_SEEDS]
+    assert [row.status for row in calm].count("ok") >= len(calm) - 1, [(r.status, r.statistic) for r in calm]
+    for row in calm:  # the labelled sample never finds the confidence overstating accuracy on a calm day
+        assert row.details["calibration"]["checked"] and row.details["calibration"]["trusted"], row.details
+        assert abs(row.details["realized_accuracy"] - row.details["corrected_accuracy"]) < 0.05
+    shifted = estimated(world, day_inputs(world, DriftSpec(vocabulary_shift=0.9), seed=23, estimate=True))
+    assert shifted.status == "drift" and shifted.details["drop"] > 0.03  # one day: an alert needs three
+    assert shifted.statistic < shifted.threshold and shifted.details["estimated_f1_weighted"] < shifted.details["reference_f1_weighted"]
+
+
+def test_label_noise_is_the_estimates_blind_spot_and_the_labelled_sample_says_so(world):
+    """The inputs do not move, so neither does the estimate; the labels contradict the confidence."""
+    noisy = estimated(world, day_inputs(world, seed=22, feedback_noise=0.3, estimate=True))
+    assert abs(noisy.details["drop"]) < 0.03  # the estimate alone would see nothing
+    assert noisy.status == "untrusted" and not noisy.details["calibration"]["trusted"]
+    assert "overstates accuracy" in noisy.details["calibration"]["reason"]
 
 
 def test_image_brightness_shift_is_caught_by_the_image_statistics(world):
@@ -253,6 +285,40 @@ def test_feedback_table_drives_the_concept_drift_check(platform, world):
     assert concept.status == "alert" and concept.details["n"] == FEEDBACK_ROWS
     assert concept.statistic < world.baseline_accuracy - 0.1
     assert [r.metric for r in result.alerts] == ["concept_drift"]
+
+
+def store_sums(platform: Platform, world: World, frame: pd.DataFrame, day: date, version: str = "1") -> None:
+    """What batch scoring stores beside the predictions: the night's expected confusion sums."""
+    sums = ConfusionSums.from_probabilities(world.model.predict_proba(frame[["designation", "description"]]))
+    upsert(platform.engine, confusion_sums, [{
+        "run_id": f"scheduled__{day}", "partition_id": 0, "model_version": version, "model_name": "clf", "n": sums.n,
+        "sums": sums.as_dict(), "scored_at": datetime(day.year, day.month, day.day, 2, tzinfo=UTC),
+    }])
+
+
+def test_label_free_estimate_alerts_on_the_third_day_of_a_drop_and_names_its_reason(platform, world):
+    reference_id = write_products_snapshot(platform, world.reference)
+    calm = products(CatalogueSpec(rows=WINDOW_ROWS, seed=41))
+    drifted = products(CatalogueSpec(rows=WINDOW_ROWS, seed=42, drift=DriftSpec(vocabulary_shift=0.9)))
+    write_products_snapshot(platform, pd.concat([calm, drifted], ignore_index=True))
+    rows = []
+    for i, frame in enumerate([calm, drifted, drifted, drifted]):
+        day = date(2026, 6, 1) + timedelta(days=i)
+        score_day(platform, world, frame, day)
+        store_sums(platform, world, frame, day)
+        result = run_drift_checks(platform, check_date=day, reference_snapshot_id=reference_id,
+                                  baseline_accuracy=world.baseline_accuracy, write_report=False)
+        rows.append(next(r for r in result.rows if r.metric == "estimated_performance"))
+    assert [r.status for r in rows] == ["ok", "drift", "drift", "alert"], [(r.status, r.statistic, r.threshold) for r in rows]
+    assert rows[0].details["reference_run_id"] == rows[0].details["run_id"] == "scheduled__2026-06-01"  # the first night is the reference
+    assert rows[-1].details["run_id"] == "scheduled__2026-06-04" and rows[-1].details["consecutive_days"] == 3
+    assert "estimated_performance" in [r.metric for r in result.alerts]
+    alert = next(a for a in result.alert_payload()["alerts"] if a["metric"] == "estimated_performance")
+    assert alert["details"]["drop"] > 0.03 and alert["details"]["estimated_f1_weighted"] is not None
+    with platform.engine.connect() as conn:
+        stored = conn.execute(sa.select(drift_checks.c.metric, drift_checks.c.statistic).where(
+            drift_checks.c.check_date == date(2026, 6, 4), drift_checks.c.metric.in_(["estimated_performance", "estimated_f1"]))).all()
+    assert {metric for metric, _ in stored} == {"estimated_performance", "estimated_f1"}
 
 
 def test_a_window_without_predictions_checks_nothing(platform):

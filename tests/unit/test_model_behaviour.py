@@ -275,3 +275,36 @@ def test_without_a_photo_the_fused_classifier_is_the_text_model(text_model: Text
     assert (out["modality"] == MODALITY_TEXT).all()
     np.testing.assert_array_equal(out["prdtypecode"].to_numpy(), text_model.predict(x))
     np.testing.assert_allclose(out.filter(like="proba_").to_numpy(), text_model.predict_proba(x), rtol=0, atol=1e-12)
+
+
+def test_fused_rows_are_recalibrated_by_their_temperature_and_keep_their_class():
+    from rakuten_ml.models.calibration import fit_temperature
+    from rakuten_ml.models.fusion import MODALITY_IMAGE, fuse_probabilities, recalibrate_fused
+
+    rng = np.random.default_rng(0)
+    p_text = rng.dirichlet(np.full(5, 0.3), 200)
+    p_image = rng.dirichlet(np.full(5, 3.0), 200)  # hesitant: averaging with it flattens the text model's certainty
+    has_text, has_image = np.arange(200) % 4 != 0, np.arange(200) % 3 != 0
+    proba, modality = fuse_probabilities(p_text, p_image, has_text, has_image, 0.5)
+    sharpened = recalibrate_fused(proba, modality, 0.5)
+    fused = modality == MODALITY_FUSED
+    assert np.allclose(sharpened.sum(axis=1), 1.0) and (sharpened.argmax(axis=1) == proba.argmax(axis=1)).all()
+    assert (sharpened[fused].max(axis=1) > proba[fused].max(axis=1)).all()
+    single = np.isin(modality, [MODALITY_TEXT, MODALITY_IMAGE])
+    assert np.array_equal(sharpened[single], proba[single])  # one modality keeps its own calibration
+    assert recalibrate_fused(proba, modality, 1.0) is proba
+    # labels drawn from sharper probabilities than the fused ones: the fitted temperature is below 1
+    truth = np.array([rng.choice(5, p=row) for row in recalibrate_fused(proba, modality, 0.4)[fused]])
+    assert fit_temperature(np.log(proba[fused]), truth) < 0.8
+
+
+def test_a_classifier_pickled_before_the_fused_temperature_existed_keeps_its_probabilities():
+    import pickle
+
+    classifier = FusedClassifier(text_model=None, image_model=None, image_weight=0.6, confidence_threshold=0.8)
+    state = dict(classifier.__dict__)
+    del state["fused_temperature"]
+    old = FusedClassifier.__new__(FusedClassifier)
+    old.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.fused_temperature == 1.0
