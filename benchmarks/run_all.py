@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("text_training", "scoring_throughput", "cpu_runtimes", "drift_check", "serving_load")
+BENCHMARKS = ("text_training", "scoring_throughput", "cpu_runtimes", "drift_check", "label_free_estimate", "serving_load", "ab_decisions")
 
 
 def main() -> int:
