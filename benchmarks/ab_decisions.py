@@ -285,13 +285,13 @@ def part_b(runs: int) -> tuple[list[str], list[str]]:
     """Daily looks until the challenger arm is full: false promotions at equal accuracy, labels to promotion when better."""
     days = math.ceil(POLICY.max_samples_per_arm / (LABELS_PER_DAY * POLICY.challenger_share) * 1.15)
     paired_days = round(POLICY.max_samples_per_arm / (LABELS_PER_DAY * POLICY.challenger_share))  # the same calendar for the paired test
-    max_pairs_days = POLICY.max_samples_per_arm // LABELS_PER_DAY  # decide stops a paired test at max_samples_per_arm pairs too
+    max_pairs_days = POLICY.max_paired_labels // LABELS_PER_DAY  # decide stops a paired test at max_paired_labels pairs
     a = POLICY.paired_prior_concentration
     procedures: dict[str, Callable[[float], Outcome]] = {
         f"today: split {POLICY.challenger_share:.0%}, one-sided z-tests at alpha per direction, min/max per arm": lambda gap: split_today(gap, runs, days, 5),
         f"split {POLICY.challenger_share:.0%}, sequential (tau={POLICY.tau:g})": lambda gap: split_sequential(gap, runs, days, 5),
         f"paired, sequential (a={a:g})": lambda gap: paired_sequential(gap, runs, paired_days, a, 6),
-        f"paired, sequential (a={a:g}), stopped at {POLICY.max_samples_per_arm:,} pairs": lambda gap: paired_sequential(gap, runs, max_pairs_days, a, 6),
+        f"paired, sequential (a={a:g}), stopped at {POLICY.max_paired_labels:,} pairs": lambda gap: paired_sequential(gap, runs, max_pairs_days, a, 6),
     }
     null_rows, power_rows = [], []
     for procedure, simulate in procedures.items():
@@ -349,8 +349,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Looked at daily until the split challenger arm holds {POLICY.max_samples_per_arm:,} labels (about "
         f"{POLICY.max_samples_per_arm / (LABELS_PER_DAY * POLICY.challenger_share):.0f} days); the paired test runs for the same "
-        f"number of days, and in the last row stops where `ab_stats.decide` stops it, at {POLICY.max_samples_per_arm:,} labelled pairs "
-        f"({POLICY.max_samples_per_arm // LABELS_PER_DAY} days). '±' is the Monte-Carlo standard error.",
+        f"number of days, and in the last row stops where `ab_stats.decide` stops it, at {POLICY.max_paired_labels:,} labelled pairs "
+        f"({POLICY.max_paired_labels // LABELS_PER_DAY} days). '±' is the Monte-Carlo standard error.",
         "",
         "| procedure | false promotion rate | any significant verdict |",
         "| --- | ---: | ---: |",

@@ -13,9 +13,13 @@ DOC = """
 `train_text_model` registers a new version.
 
 1. `evaluate_ab`: joins the champion's and the challenger's predictions (batch and online) to
-   the human feedback labels, computes each arm's accuracy with Wilson intervals and a one-sided
-   two-proportion z-test, then **promote**s (champion -> previous-champion, challenger ->
-   champion), **reject**s (challenger alias removed) or keeps testing.
+   the human feedback labels, per split arm (Wilson intervals) and per shadow-scored pair (both
+   versions on the same product). Two designs are tested, each at half of `RAKUTEN_AB_ALPHA`: the
+   **paired** one on the discordant pairs, the **split-traffic** one on the arms; by default with
+   always-valid sequential tests (mixture SPRTs, valid under this daily look), else the fixed-sample
+   exact McNemar and z-tests (`RAKUTEN_AB_SEQUENTIAL=false`). The first significant one decides:
+   **promote** (champion -> previous-champion, challenger -> champion), **reject** (challenger alias
+   removed), or keep testing; the decision names its test and label count (docs/decisions.md).
 2. `gate_new_version`: the newest version not yet onboarded is rescored with the champion on the
    champion's frozen evaluation set; it becomes challenger only if its weighted F1 is within
    the tolerance and no class F1 drops beyond the guardrail (first version: straight to champion).

@@ -20,7 +20,12 @@ The production plan's rules (docs/production-plan.md), per model version (the on
   features have p < 0.05, and the alert fires after **3 consecutive** drifted days;
 - **prediction drift**: KL(predicted classes || validation predictions) > 0.1, Laplace-smoothed;
 - **confidence drift**: mean confidence over 7 days < 0.75;
-- **concept drift**: accuracy on human feedback > 3 points below the validation accuracy.
+- **concept drift**: accuracy on human feedback > 3 points below the validation accuracy;
+- **estimated performance** (label-free): the champion's accuracy estimated from its probabilities on the
+  night's scored catalogue (expected confusion counts stored by scoring) > 3 points
+  (`RAKUTEN_DRIFT_ESTIMATE_MAX_DROP`) below its first night's estimate, **3 consecutive** days; not
+  trusted (status `untrusted`, no alert) when the labelled sample shows the confidence overstating
+  accuracy (concept shift, label noise: the concept-drift rule's case). Its weighted F1 is stored beside it.
 
 Rows go to `drift_checks` (rerunning a day overwrites it), the evidently HTML report to
 `monitoring/reports/<date>/data_drift.html`, gauges to the Prometheus textfile. When an alert fires,

@@ -28,8 +28,12 @@ DOC = f"""
    DataLoader, runs AMP on CUDA. A partition already scored in this run is skipped, so clearing a killed
    run resumes it; predictions are upserted keyed by (run id, product id). A photo this model version
    already scored at the same precision is not sent through the backbones again: its stored output is
-   read from `image_scores` (`RAKUTEN_SCORING_IMAGE_CACHE=false` turns this off).
-4. `summarise` adds up scored / fused / text-only / image-only / failed / image-reused counts for the
+   read from `image_scores` (`RAKUTEN_SCORING_IMAGE_CACHE=false` turns this off). During an A/B test
+   both versions score every product (shadow scoring, `RAKUTEN_AB_SHADOW_SCORING`): each product keeps
+   its variant's answer in `predictions`, the pair goes to `paired_predictions` for the paired test and
+   the disagreement rate. Each version's expected confusion counts go to `confusion_sums` (the drift
+   check's label-free estimate).
+4. `summarise` adds up scored / fused / text-only / image-only / failed / image-reused / paired / disagreed counts for the
    run summary and rewrites the Prometheus textfile; a complete run that follows the aliases drops the
    stored outputs of retired versions. It runs even when a partition failed after its retries: the run
    is then recorded as failed (alert `RakutenBatchScoringFailed`) and this task fails the DAG run.

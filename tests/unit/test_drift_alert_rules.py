@@ -17,7 +17,8 @@ RULES_FILE = REPO_ROOT / "monitoring" / "prometheus" / "rules" / "drift.yml"
 def test_alert_rules_parse_and_use_only_exported_metrics():
     document = yaml.safe_load(RULES_FILE.read_text())
     rules = [rule for group in document["groups"] for rule in group["rules"]]
-    assert {r["alert"] for r in rules} >= {"RakutenDataDrift", "RakutenPredictionDrift", "RakutenConfidenceDrift", "RakutenConceptDrift"}
+    assert {r["alert"] for r in rules} >= {"RakutenDataDrift", "RakutenPredictionDrift", "RakutenConfidenceDrift", "RakutenConceptDrift",
+                                        "RakutenEstimatedPerformanceDrop"}
     exported = {m.name for m in DriftMetrics().registry.collect()}
     for rule in rules:
         assert set(re.findall(r"rakuten_[a-z_]+", rule["expr"])) <= exported, rule["expr"]
