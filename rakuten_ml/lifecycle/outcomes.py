@@ -45,8 +45,10 @@ def _score(results: Results, states: States) -> str:
     arms = f"v{models['champion']['version']}" + (f" + challenger v{challenger['version']} ({models.get('challenger_share', 0):.0%})" if challenger else "")
     if not summary:
         return f"{arms}: summarise {states.get('summarise')}"
+    paired = int(counts.get("paired", 0))
+    shadow = f", {paired} shadow-scored by both ({counts.get('disagreed', 0) / paired:.1%} disagree)" if paired else ""
     return (f"{arms}: {summary.get('n_scored')} scored ({counts.get('fused', 0)} fused, {counts.get('text_only', 0)} text only), "
-            f"{counts.get('image_reused', 0)} photos' outputs reused")
+            f"{counts.get('image_reused', 0)} photos' outputs reused{shadow}")
 
 
 def _drift(results: Results, _states: States) -> str:
@@ -55,7 +57,10 @@ def _drift(results: Results, _states: States) -> str:
     alerts = r.get("alerts") or []
     notable = ", ".join(f"{metric} {rule.get('status')}" for metric, rule in rules.items() if rule.get("status") not in ("ok", "alert"))
     head = f"ALERT {', '.join(alerts)}" if alerts else "no alert"
-    return f"{head} for v{r.get('model_version')} on {r.get('check_date')}" + (f"; {notable}" if notable else "")
+    estimate = rules.get("estimated_performance") or {}
+    estimated = (f"; estimated accuracy {estimate['statistic']:.3f} (alert below {estimate['threshold']:.3f})"
+                 if estimate.get("statistic") is not None and estimate.get("threshold") is not None else "")
+    return f"{head} for v{r.get('model_version')} on {r.get('check_date')}" + (f"; {notable}" if notable else "") + estimated
 
 
 def _retrain(results: Results, states: States) -> str:
@@ -79,7 +84,9 @@ def _evaluate(results: Results, _states: States) -> str:
         more = f" (and {len(reasons) - 1} more reasons)" if len(reasons) > 1 else ""
         parts.append(f"gate v{gate.get('candidate')} -> {gate.get('result')}" + (f": {reasons[0]}{more}" if reasons else ""))
     if ab.get("action"):
-        parts.append(f"A/B {ab['action']}: {ab.get('message')}")
+        decision = ab.get("decision") or {}
+        by = f" (by {decision['test']} on {decision.get('n_labels')} labels)" if decision.get("test") else ""
+        parts.append(f"A/B {ab['action']}{by}: {ab.get('message')}")
     return " | ".join(parts) or f"nothing to decide ({ab.get('message')})"
 
 

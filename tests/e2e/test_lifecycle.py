@@ -14,7 +14,14 @@ import sqlalchemy as sa
 from rakuten_ml.lifecycle.run import run_demo
 from rakuten_ml.lifecycle.scenario import Story
 from rakuten_ml.lifecycle.stack import Ports
-from rakuten_ml.storage.database import drift_checks, predictions, promotion_events, retrain_requests, scoring_runs
+from rakuten_ml.storage.database import (
+    drift_checks,
+    paired_predictions,
+    predictions,
+    promotion_events,
+    retrain_requests,
+    scoring_runs,
+)
 from tests.support.paths import DAGS_FOLDER
 from tests.support.services import free_port
 
@@ -85,6 +92,30 @@ def test_better_challenger_is_promoted_and_worse_versions_are_rejected(month):
     drift_retrain = [r for r in _rows(month["engine"], retrain_requests) if r["trigger"] == "asset" and r["status"] == "succeeded"]
     assert final["champion"] == drift_retrain[0]["model_version"]
     assert final["challenger"] is None
+
+
+def test_the_ab_test_is_decided_on_shadow_pairs_and_says_by_which_test(month):
+    engine = month["engine"]
+    with engine.connect() as conn:
+        origins = dict(conn.execute(sa.select(paired_predictions.c.origin, sa.func.count()).group_by(paired_predictions.c.origin)).all())
+    assert origins.get("batch", 0) > 0 and origins.get("online", 0) > 0, origins  # nightly and live shadow scoring
+    promoted = [e for e in _rows(engine, promotion_events) if e["action"] == "promote" and e["actor"] == "airflow:evaluate_ab_test"]
+    decision = promoted[0]["metrics"]
+    assert decision["test"] in ("paired_msprt", "split_msprt") and decision["n_labels"] > 0 and decision["sequential"]
+    assert decision["paired"]["n"] > 0  # the labelled live products both versions scored
+    runs = [s for s in _steps(month, "score_catalogue") if (s["results"].get("summarise") or {}).get("counts", {}).get("paired")]
+    assert runs and "shadow-scored by both" in runs[0]["outcome"]
+
+
+def test_the_label_free_estimate_is_checked_every_night(month):
+    rows = [r for r in _rows(month["engine"], drift_checks) if r["metric"] == "estimated_performance"]
+    judged = [r for r in rows if r["statistic"] is not None]
+    assert len(judged) >= 5, [(r["check_date"], r["status"]) for r in rows]
+    assert all(r["status"] in ("ok", "drift", "alert", "untrusted") for r in judged)
+    first = min(judged, key=lambda r: r["check_date"])
+    assert first["details"]["reference_run_id"] == first["details"]["run_id"]  # a version's first night is its reference
+    checks = [s for s in _steps(month, "monitor_drift") if "estimated accuracy" in s["outcome"]]
+    assert checks
 
 
 def test_every_night_is_scored_with_fused_predictions(month):
