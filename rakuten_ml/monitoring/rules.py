@@ -202,6 +202,7 @@ def estimate_rows(inputs: DayInputs, rules: DriftSettings) -> list[CheckRow]:
     # night (a model trained on little data is overconfident). The labelled sample is checked against the
     # confidence corrected by it, so only a *change* of calibration, the sign of a drop the estimate cannot see,
     # distrusts the estimate.
+    assert estimate.accuracy is not None and reference.accuracy is not None  # n >= min_rows >= 1
     bias = 0.0 if inputs.baseline_accuracy is None else inputs.baseline_accuracy - reference.accuracy
     predicted, true = inputs.labelled_predicted, inputs.labelled_true
     confidence = inputs.labelled_confidence if inputs.labelled_confidence is not None else np.array([])
@@ -209,7 +210,6 @@ def estimate_rows(inputs: DayInputs, rules: DriftSettings) -> list[CheckRow]:
         np.clip(confidence + bias, 0.0, 1.0), np.asarray(predicted) == np.asarray(true), max_gap=rules.calibration_max_gap,
         significance=rules.calibration_p_value, min_labels=rules.calibration_min_labels,
     )
-    assert estimate.accuracy is not None and reference.accuracy is not None  # n >= min_rows >= 1
     threshold = reference.accuracy - rules.estimate_max_drop
     drop = reference.accuracy - estimate.accuracy
     # too few labels to check calibration is the estimate's usual state (labels arrive late): it is judged,
@@ -218,7 +218,9 @@ def estimate_rows(inputs: DayInputs, rules: DriftSettings) -> list[CheckRow]:
     # understates accuracy sits low, but its drops still show against its own reference night.
     checked = calibration.n >= rules.calibration_min_labels
     untrusted = checked and not calibration.trusted and (calibration.gap or 0.0) < 0
-    status = STATUS_UNTRUSTED if untrusted else (STATUS_DRIFT if drop > rules.estimate_max_drop else STATUS_OK)
+    # A drop the estimate sees is a drop whatever the labels say: when they say accuracy is lower still, it is
+    # worse, not unknown. Untrusted withholds only the all-clear.
+    status = STATUS_DRIFT if drop > rules.estimate_max_drop else STATUS_UNTRUSTED if untrusted else STATUS_OK
     details: dict[str, Any] = {
         "n": estimate.n, "run_id": inputs.estimate_run, "reference_run_id": inputs.reference_run,
         "reference_accuracy": _num(reference.accuracy), "drop": _num(drop), "max_drop": rules.estimate_max_drop,

@@ -17,7 +17,7 @@ from rakuten_ml.scoring import batch
 from rakuten_ml.scoring.batch import RunModels, score_partition, score_products, start_run
 from rakuten_ml.scoring.metrics import ScoringMetrics, textfile_path
 from rakuten_ml.settings import Settings
-from rakuten_ml.storage.database import init_db, scoring_runs, upsert
+from rakuten_ml.storage.database import init_db, paired_predictions, scoring_runs, upsert
 from rakuten_ml.training.train import train_and_register
 from serving.metrics import ServingMetrics
 from tests.support.paths import REPO_ROOT
@@ -48,6 +48,41 @@ def test_no_finished_run_exports_no_last_run_series(tmp_path) -> None:  # noqa: 
     assert metrics.refresh(engine) == 0  # a run in progress is not counted yet
     values = samples(generate_latest(metrics.registry).decode())
     assert ("rakuten_batch_scoring_last_run_success", NONE) not in values
+
+
+def test_the_latest_runs_pairs_become_disagreement_rates(tmp_path) -> None:  # noqa: ANN001
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    init_db(engine)
+    night = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+
+    def run(run_id: str, hours: int, counts: dict[str, int]) -> dict:
+        return {"run_id": run_id, "snapshot_id": "s", "models": {}, "n_partitions": 1, "status": "done", "counts": counts,
+                "started_at": night.replace(hour=hours), "finished_at": night.replace(hour=hours, minute=30)}
+
+    def pair(run_id: str, productid: int, champion: int, challenger: int) -> dict:
+        return {"source_id": run_id, "productid": productid, "origin": "batch", "model_name": "m", "champion_version": "1",
+                "challenger_version": "2", "champion_code": champion, "challenger_code": challenger,
+                "champion_confidence": 0.9, "challenger_confidence": 0.8, "scored_at": night}
+
+    upsert(engine, scoring_runs, [run("night-1", 2, {"scored": 5, "paired": 5, "disagreed": 2})])
+    # class 10: 1 of 3 disagreed, class 2280: 1 of 2; an earlier run's pair of the same product does not count
+    upsert(engine, paired_predictions, [pair("night-1", 1, 10, 10), pair("night-1", 2, 10, 10), pair("night-1", 3, 10, 40),
+                                        pair("night-1", 4, 2280, 2280), pair("night-1", 5, 2280, 10), pair("night-0", 1, 10, 40)])
+    metrics = ScoringMetrics()
+    assert metrics.refresh(engine) == 1
+    values = samples(generate_latest(metrics.registry).decode())
+    assert values[("rakuten_batch_scoring_last_run_disagreement_rate", NONE)] == pytest.approx(2 / 5)
+    per_class = {dict(labels)["prdtypecode"]: value for (name, labels), value in values.items()
+                 if name == "rakuten_batch_scoring_last_run_class_disagreement_rate"}
+    assert per_class == {"10": pytest.approx(1 / 3), "2280": pytest.approx(1 / 2)}
+
+    # the next night ran without a challenger: no disagreement series, though night-1's pairs are still stored
+    upsert(engine, scoring_runs, [run("night-2", 3, {"scored": 5})])
+    metrics = ScoringMetrics()
+    assert metrics.refresh(engine) == 2
+    names = {name for name, _ in samples(generate_latest(metrics.registry).decode())}
+    assert "rakuten_batch_scoring_last_run_success" in names
+    assert not {n for n in names if "disagreement" in n}
 
 
 def test_finished_runs_become_totals_and_latest_run_series(tmp_path, monkeypatch) -> None:  # noqa: ANN001
