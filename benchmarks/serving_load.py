@@ -3,9 +3,11 @@ P99 < 2 s, > 100 products/s), with the bare in-process ``classifier.predict`` as
 
 Trains and registers a text model on a generated catalogue in a temporary home, starts
 ``uvicorn serving.app:app`` on a free 127.0.0.1 port, and drives it from client threads
-(httpx, one connection each) for a fixed time per scenario. Bounded: about 3 minutes.
+(httpx, one connection each) for a fixed time per scenario. Then registers the same artifact again
+as a challenger and compares, on two servers alternately, the API without and with shadow scoring.
+Bounded: every scenario runs for a fixed time.
 
-    python -m benchmarks.serving_load [--seconds 15] [--concurrency 8] [--workers 1]
+    python -m benchmarks.serving_load [--seconds 15] [--concurrency 8] [--workers 1] [--scenarios shadow]
 """
 
 from __future__ import annotations
@@ -22,19 +24,26 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.results import machine_line, write_section
 from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec, generate_catalogue, generate_frames, render_image
 from rakuten_ml.data.ingest import ingest
+from rakuten_ml.registry.client import mlflow_client
+from rakuten_ml.registry.contract import CHALLENGER, CHAMPION
+from rakuten_ml.registry.gateway import ModelRegistry
 from rakuten_ml.registry.resolve import load_classifier, resolve_model
 from rakuten_ml.resources import Platform
 from rakuten_ml.settings import IngestSettings, Settings
+from rakuten_ml.storage.database import make_engine, paired_predictions
 from rakuten_ml.storage.object_store import open_store
 from rakuten_ml.training.train import train_and_register
 from serving.app import TORCH_THREADS_ENV, torch_threads_per_worker
@@ -171,13 +180,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(settings: Settings, workers: int, log_path: Path, cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    settings: Settings, workers: int, log_path: Path, cpus: set[int] | None = None, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """uvicorn with ``workers`` workers, on ``cpus`` only when given (the load generator keeps the others)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAKUTEN_", "PROMETHEUS_"))} | {
         "RAKUTEN_HOME": str(settings.home), "RAKUTEN_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "RAKUTEN_DATABASE_URL": settings.database_url,
-    }
+    } | (extra_env or {})
     env[TORCH_THREADS_ENV] = str(torch_threads_per_worker(workers, len(cpus) if cpus else None))  # as `rakuten-ml serve` does
     if workers > 1:
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rakuten-bench-prom-")
@@ -236,6 +247,137 @@ def serve_on_one_core(settings: Settings, log_path: Path, bodies: list[dict], se
         process.wait(timeout=30)
 
 
+def register_challenger(settings: Settings) -> None:
+    """The champion's artifact registered again as the challenger: a second model to load and run, no second training."""
+    client = mlflow_client(settings)
+    champion = client.get_model_version(settings.registered_model_name, "1")
+    challenger = client.create_model_version(settings.registered_model_name, champion.source, run_id=champion.run_id)
+    registry = ModelRegistry(settings)
+    registry.move(CHAMPION, str(champion.version))
+    registry.move(CHALLENGER, str(challenger.version))
+
+
+def shadow_counts(url: str) -> dict[str, float]:
+    """The server's shadow counters (summed over workers): queued, scored, and dropped by reason."""
+    counts: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "rakuten_shadow_queue_size":
+                counts["queued"] += sample.value
+            elif sample.name == "rakuten_shadow_predictions_total":
+                counts["scored"] += sample.value
+            elif sample.name == "rakuten_shadow_dropped_total":
+                counts[sample.labels["reason"]] += sample.value
+            elif sample.name == "rakuten_shadow_batch_duration_seconds_sum":
+                counts["batch_seconds"] += sample.value
+            elif sample.name == "rakuten_shadow_batch_duration_seconds_count":
+                counts["batches"] += sample.value
+    return counts
+
+
+def wait_for_shadow(url: str, timeout_s: float = 60.0) -> dict[str, float]:
+    """The counters once the shadow queues are empty and nothing moved for half a second (the last batch written)."""
+    deadline = time.monotonic() + timeout_s
+    previous = shadow_counts(url)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = shadow_counts(url)
+        if current == previous and not current["queued"]:
+            return current
+        previous = current
+    log.warning("shadow queues of %s not drained in %.0f s", url, timeout_s)
+    return previous
+
+
+def pairs_written(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(paired_predictions)).scalar_one())
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    off: list[Outcome]
+    on: list[Outcome]
+    written: int
+    dropped: dict[str, float]
+    shadow: dict[str, float]  # what the "on" server's shadow threads did: scored, batches, batch_seconds
+
+    def rows(self, clients: int) -> list[str]:
+        """Medians over the rounds, each round's on/off ratio, and the pairs the shadow runs wrote and dropped."""
+        def medians(runs: list[Outcome]) -> list[float]:
+            return [float(np.median([r.requests / r.seconds for r in runs]))] + [float(np.median([r.quantile(q) for r in runs]))
+                                                                                   for q in (50, 95, 99)]
+
+        def ratio(q: int) -> float:
+            return float(np.median([on.quantile(q) / off.quantile(q) for off, on in zip(self.off, self.on, strict=True)]))
+
+        dropped = sum(self.dropped.values())
+        reasons = ", ".join(f"{reason} {int(n):,}" for reason, n in sorted(self.dropped.items()) if n) or "none"
+        lines = []
+        for label, runs, pairs in (("shadow off", self.off, "-"), ("shadow on (share 1.0)", self.on, f"{self.written:,} / {dropped:,.0f}")):
+            rate, p50, p95, p99 = medians(runs)
+            errors = sum(r.errors for r in runs)
+            lines.append(f"| API, champion + challenger, text, 1 product/request, {label} | {clients} | {len(runs)} | "
+                         f"{sum(r.requests for r in runs):,} | {errors} | {rate:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {pairs} |")
+        on_rate = np.median([on.requests / off.requests for off, on in zip(self.off, self.on, strict=True)])
+        lines.append(f"| ratio shadow on / off (median of the rounds) | | | | | {on_rate:.2f} | {ratio(50):.2f} | {ratio(95):.2f} | "
+                     f"{ratio(99):.2f} | |")
+        share = self.written / (self.written + dropped) if self.written + dropped else float("nan")
+        per_round = "; ".join(f"{off.quantile(95):.1f} / {on.quantile(95):.1f}" for off, on in zip(self.off, self.on, strict=True))
+        batches = self.shadow["batches"] or float("nan")
+        lines += ["", f"Shadow pairs: {self.written:,} written to `paired_predictions`, {dropped:,.0f} dropped ({reasons}): "
+                  f"{share:.1%} of the shadowed products paired (warm-ups included), in {self.shadow['batches']:,.0f} shadow "
+                  f"batches of {self.shadow['scored'] / batches:.1f} products and {1000 * self.shadow['batch_seconds'] / batches:.1f} ms "
+                  f"on average (predict + write). P95 ms per round, off / on: {per_round}."]
+        return lines
+
+
+def compare_shadow(settings: Settings, log_dir: Path, bodies: list[dict], seconds: float, concurrency: int, workers: int,
+                   rounds: int) -> ShadowComparison:
+    """Two servers with champion and challenger loaded, shadow scoring off and on, driven alternately
+    in the order off-on, on-off, off-on... so a drift of the shared machine falls on both alike; each
+    "on" run drains its shadow queue before the next run starts."""
+    register_challenger(settings)
+    servers = [start_server(settings, workers, log_dir / f"uvicorn-shadow-{share}.log", extra_env={"RAKUTEN_SERVING_SHADOW_SHARE": share})
+               for share in ("0", "1")]
+    (_, off_url), (_, on_url) = servers
+    engine = make_engine(settings.database_url)
+    off: list[Outcome] = []
+    on: list[Outcome] = []
+    try:
+        before_written, before = pairs_written(engine), shadow_counts(on_url)
+        after = before
+        for round_ in range(rounds):
+            for shadow_on in (False, True) if round_ % 2 == 0 else (True, False):
+                if shadow_on:
+                    on.append(drive(on_url, "shadow on", bodies, seconds, concurrency))
+                    after = wait_for_shadow(on_url)
+                else:
+                    off.append(drive(off_url, "shadow off", bodies, seconds, concurrency))
+        dropped = {reason: after[reason] - before[reason] for reason in ("queue_full", "error", "database")}
+        shadow = {key: after[key] - before[key] for key in ("scored", "batches", "batch_seconds")}
+        return ShadowComparison(off, on, pairs_written(engine) - before_written, dropped, shadow)
+    finally:
+        engine.dispose()
+        for process, _ in servers:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def shadow_table(comparison: ShadowComparison, clients: int, seconds: float, challenger_share: float) -> list[str]:
+    header = ("| scenario | clients | rounds | requests | errors | requests/s | P50 ms | P95 ms | P99 ms | pairs written / dropped |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    return [
+        "", f"### Shadow scoring cost (champion + challenger loaded, {len(comparison.off)} rounds of off and on, {seconds:.0f} s each)", "",
+        "Two servers, the same registered artifact as champion (v1) and challenger (v2, loaded apart), a challenger "
+        f"share of {challenger_share:.0%}: one with `RAKUTEN_SERVING_SHADOW_SHARE=0`, one with `1` (every product with a productid is "
+        "predicted again by the variant that did not answer, on a thread that defers to client requests, after the "
+        "response, and the pair written to `paired_predictions`), driven in the order off-on, on-off, off-on... "
+        "Figures are medians over the rounds; the ratio is the median of each round's on/off ratio.", "",
+        header, *comparison.rows(clients),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per scenario")
@@ -244,6 +386,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="products per request in the batch scenario")
     parser.add_argument("--rows", type=int, default=3000, help="catalogue rows to train the model on")
     parser.add_argument("--modalities", default="text", help="text or text,image (a tiny vision model: CPU-minutes to train)")
+    parser.add_argument("--scenarios", choices=("all", "shadow"), default="all",
+                        help="shadow: only the shadow-scoring comparison, printed and not written to RESULTS.md")
+    parser.add_argument("--shadow-rounds", type=int, default=5, help="alternated off/on rounds of the shadow comparison")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "mlflow", "alembic"):
@@ -253,6 +398,10 @@ def main() -> None:
         modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
         settings = build_model(Path(tmp) / "home", args.rows, modalities)
         text = request_bodies(200, 1, with_image=False)
+        if args.scenarios == "shadow":
+            comparison = compare_shadow(settings, Path(tmp), text, args.seconds, args.concurrency, args.workers, args.shadow_rounds)
+            print("\n".join(shadow_table(comparison, args.concurrency, args.seconds, settings.ab.challenger_share)))
+            return
         image = request_bodies(200, 1, with_image=True)
         batches = request_bodies(50, args.batch, with_image=False)
         image_batches = request_bodies(25, args.batch, with_image=True)
@@ -283,6 +432,8 @@ def main() -> None:
             process.wait(timeout=30)
             load_times.append(model_load_seconds(Path(tmp) / "uvicorn-restart.log"))
         per_core = serve_on_one_core(settings, Path(tmp) / "uvicorn-one-core.log", image, args.seconds, args.concurrency)
+        # Last: it registers a challenger, which the scenarios above must not see.
+        shadow = compare_shadow(settings, Path(tmp), text, args.seconds, args.concurrency, args.workers, args.shadow_rounds)
 
     header = ("| scenario | clients | requests | errors | requests/s | products/s | P50 ms | P95 ms | P99 ms | meets seed targets |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -309,6 +460,7 @@ def main() -> None:
         *(["", f"Model load per worker at start-up (slowest of {args.workers}): {load_times[0]:.1f} s on the first start "
            f"(ONNX exports made), {load_times[1]:.1f} s on a restart ({load_times[0] / load_times[1]:.1f}x faster: exports "
            "read from the export cache, `RAKUTEN_VISION_ONNX_CACHE_DIR`)."] if len(load_times) > 1 else []),
+        *shadow_table(shadow, args.concurrency, args.seconds, settings.ab.challenger_share),
     ])
     print(table)
     # One section per registered model kind, so the text-only and the fused figures sit side by side.

@@ -1,4 +1,4 @@
-"""The serving app: ``create_app(settings)`` wires models, cache, prediction log and metrics.
+"""The serving app: ``create_app(settings)`` wires models, cache, prediction log, shadow scoring and metrics.
 
 ``app`` at module level is what ``uvicorn serving.app:app`` (compose, Helm, ``rakuten-ml
 serve``) runs, configured from ``RAKUTEN_*``. Building it touches nothing: models load, and
@@ -31,6 +31,7 @@ from serving.routes import admin, feedback, health, predict, reports
 from serving.routes.deps import ServingState
 from serving.routes.errors import REQUEST_ID_HEADER, error_response, install_error_handlers
 from serving.routes.predict import PREDICT_PATH
+from serving.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def create_app(
     cache: PredictionCache | None = None,
     prediction_logger: PredictionLogger | None = None,
     batcher: MicroBatcher | None = None,
+    shadow: ShadowScorer | None = None,
     load_models: bool = True,
 ) -> FastAPI:
     """A serving app; any piece can be injected (tests). ``load_models=False`` skips the initial
@@ -166,6 +168,15 @@ def create_app(
             metrics=metrics,
             requests_in_flight=predicting,
         ),
+        shadow=shadow
+        or ShadowScorer(
+            lambda: platform.prepare().engine,
+            share=settings.serving.shadow_share,
+            salt=settings.ab.salt,
+            max_queue=settings.serving.shadow_queue_size,
+            metrics=metrics,
+            busy=predicting,
+        ),
     )
 
     @asynccontextmanager
@@ -178,6 +189,7 @@ def create_app(
         # Unset: every CPU this container may use (torch's own default counts the node's cores).
         torch.set_num_threads(settings.serving.torch_threads or available_cpus())
         state.batcher.start()
+        state.shadow.start()
         if load_models:
             await run_in_threadpool(state.manager.start)  # first load: seconds of I/O, off the event loop
         try:
@@ -185,6 +197,7 @@ def create_app(
         finally:
             state.manager.stop()
             await run_in_threadpool(state.batcher.close)
+            await run_in_threadpool(state.shadow.close)
             await run_in_threadpool(state.prediction_logger.close)
             state.cache.close()
             if os.environ.get(MULTIPROC_ENV):

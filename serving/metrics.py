@@ -92,6 +92,25 @@ class ServingMetrics:
             "rakuten_prediction_log_queue_size", "Predictions waiting to be written.", registry=r, multiprocess_mode="livesum",
         )
         self.feedback = Counter("rakuten_feedback", "True labels received, by source.", ["source"], registry=r)
+        self.shadow_predictions = Counter(
+            "rakuten_shadow_predictions", "Live products the model that did not answer also predicted (shadow scoring).",
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "rakuten_shadow_dropped", "Products whose shadow pair was lost, by reason (queue_full, error, database).",
+            ["reason"], registry=r,
+        )
+        self.shadow_disagreements = Counter(
+            "rakuten_shadow_disagreements", "Shadow-scored products champion and challenger put in different classes.",
+            registry=r,
+        )
+        self.shadow_batch = Histogram(
+            "rakuten_shadow_batch_duration_seconds", "Time of one shadow batch: the other model's predictions and their write.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.shadow_queue = Gauge(
+            "rakuten_shadow_queue_size", "Requests waiting for shadow scoring.", registry=r, multiprocess_mode="livesum",
+        )
 
     def set_model(self, variant: str, model_name: str | None, model_version: str | None, loaded_at: float | None) -> None:
         """Point the info gauge of ``variant`` at one version (or none), clearing the previous one."""

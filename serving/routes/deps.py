@@ -14,6 +14,7 @@ from serving.cache import PredictionCache
 from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager
 from serving.prediction_logger import PredictionLogger
+from serving.shadow import ShadowScorer
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ServingState:
     cache: PredictionCache
     prediction_logger: PredictionLogger
     batcher: MicroBatcher
+    shadow: ShadowScorer
 
 
 def get_state(request: Request) -> ServingState:

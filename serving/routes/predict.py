@@ -1,4 +1,4 @@
-"""``POST /v1/predict``: route each product to a variant, answer from cache or model, log it.
+"""``POST /v1/predict``: route each product to a variant, answer from cache or model, log it, queue its shadow pair.
 
 One request reads the served :class:`ModelSet` once, so a hot swap in the middle of a batch
 never mixes versions of the same variant. Products without a ``productid`` go to the champion
@@ -66,6 +66,8 @@ def predict(body: PredictRequest, request: Request, response: Response, state: S
     response.headers["X-Model-Version"] = ",".join(dict.fromkeys(version for _, version in used))
     _observe(state, predictions)
     state.prediction_logger.log(_log_rows(rid, predictions, (time.perf_counter() - started) * 1000.0))
+    if models.challenger is not None and state.shadow.share > 0.0:  # the other model pairs them after the response
+        state.shadow.submit(rid, models, products, images, predictions)
     return PredictResponse(request_id=rid, predictions=predictions)
 
 
