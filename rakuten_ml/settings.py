@@ -375,6 +375,30 @@ class ServingSettings(Section):
     )
 
 
+class ReviewSettings(Section):
+    model_config = SettingsConfigDict(env_prefix="RAKUTEN_REVIEW_")
+    title: ClassVar[str] = "Human review queue: reviewers label the products the models are unsure of or disagree on"
+
+    reviewer_tokens: SecretStr | None = Field(
+        default=None,
+        description="Reviewers and their login tokens, as 'name:token,name2:token2'; unset = the /review pages answer 503.",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the reviewers' session cookies (keep it stable across restarts and workers); "
+        "unset = the /review pages answer 503.",
+    )
+    page_size: int = Field(default=20, ge=1, le=200, description="Products one review queue page (and its JSON) lists.")
+    rare_class_boost_cap: float = Field(
+        default=5.0, ge=1.0,
+        description="Most a rare predicted class multiplies a product's review priority by (inverse class frequency, capped).",
+    )
+    queue_cache_s: float = Field(
+        default=10.0, ge=0.0,
+        description="How long one serving process reuses the queue's prediction queries (a reviewer's own labels and skips are always read fresh).",
+    )
+
+
 SECTIONS: dict[str, type[Section]] = {
     "ingest": IngestSettings,
     "training": TrainingSettings,
@@ -386,6 +410,7 @@ SECTIONS: dict[str, type[Section]] = {
     "rollback": RollbackSettings,
     "drift": DriftSettings,
     "serving": ServingSettings,
+    "review": ReviewSettings,
 }
 
 
@@ -417,6 +442,7 @@ class Settings(BaseSettings):
     rollback: RollbackSettings = Field(default_factory=RollbackSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from serving.cache import PredictionCache
 from serving.metrics import MULTIPROC_ENV, ServingMetrics
 from serving.model_manager import ModelManager
 from serving.prediction_logger import PredictionLogger
+from serving.review import include_review
 from serving.routes import admin, feedback, health, predict, reports
 from serving.routes.deps import ServingState
 from serving.routes.errors import REQUEST_ID_HEADER, error_response, install_error_handlers
@@ -215,6 +216,7 @@ def create_app(
     install_error_handlers(app)
     for module in (predict, feedback, admin, reports, health):
         app.include_router(module.router)
+    include_review(app, state)  # before the observability middleware, which stays outermost
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, predicting=predicting)
     return app
 

@@ -259,6 +259,29 @@ confusion_sums = sa.Table(
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
+review_labels = sa.Table(
+    "review_labels",
+    metadata,
+    # Every reviewer's label of a product (serving/review): a reviewer's second label of the same product
+    # replaces their first, two reviewers who disagree stay two rows (inter-annotator agreement reads them).
+    # The latest one is also the product's row in feedback and in the labelled-products table.
+    sa.Column("productid", sa.BigInteger, primary_key=True),
+    sa.Column("reviewer", sa.String(64), primary_key=True),
+    sa.Column("prdtypecode", sa.Integer, nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("predicted_code", sa.Integer, nullable=True),
+    sa.Column("labelled_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+review_skips = sa.Table(
+    "review_skips",
+    metadata,
+    # Products a reviewer skipped: kept out of that reviewer's queue, still in everyone else's.
+    sa.Column("productid", sa.BigInteger, primary_key=True),
+    sa.Column("reviewer", sa.String(64), primary_key=True),
+    sa.Column("skipped_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # --- tables added by feature modules go above this line (one concept each, with a why-comment) ---
 
 

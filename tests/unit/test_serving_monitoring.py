@@ -12,6 +12,7 @@ import yaml
 from rakuten_ml.monitoring.metrics import DriftMetrics
 from rakuten_ml.scoring.metrics import ScoringMetrics
 from serving.metrics import ServingMetrics
+from serving.review.metrics import ReviewMetrics
 from tests.support.paths import REPO_ROOT
 from tests.support.promtool import check_and_unit_test_rules, needs_promtool
 
@@ -24,7 +25,9 @@ RECORDED = re.compile(r"\brakuten:[a-z0-9_:]+\b")
 def exported_names() -> set[str]:
     """What /metrics serves: the app's own metrics and the batch jobs' textfiles (scoring, drift)."""
     names: set[str] = set()
-    families = [*ServingMetrics().registry.collect(), *ScoringMetrics().registry.collect(), *DriftMetrics().registry.collect()]
+    serving = ServingMetrics()
+    ReviewMetrics(serving.registry)  # the review queue's, on the app's registry (serving.review.include_review)
+    families = [*serving.registry.collect(), *ScoringMetrics().registry.collect(), *DriftMetrics().registry.collect()]
     for family in families:
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}[family.type]
         names |= {family.name + suffix for suffix in suffixes}
