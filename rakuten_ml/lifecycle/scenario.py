@@ -8,7 +8,8 @@ Day 2-4 drifted batches (new vocabulary, other class mix, brighter photos): the 
         on three days in a row, the alert's asset event starts retrain_classifier, the new version is
         gated into challenger.
 Day 5   the drift persists: the second alert is refused by the cool-down (a visible skip); live traffic
-        is split between champion and challenger; evaluate_ab_test promotes the challenger.
+        is split between champion and challenger, each product shadow-scored by the other; two reviewers
+        label the top of the review queue; evaluate_ab_test promotes the challenger.
 Day 6   a bad export (half the labels wrong) is ingested and a forced retrain trains on it: the gate
         rejects that version, and an analyst's text-only model on the same snapshot too; guard_champion
         checks the champion.
@@ -20,6 +21,7 @@ predictions with the day it stands for, so each day's drift check sees that day'
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -29,9 +31,11 @@ from typing import Any
 import httpx
 
 from rakuten_ml.catalogue.generator import CatalogueSpec, DriftSpec
+from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.lifecycle import catalogue_feed, outcomes
 from rakuten_ml.lifecycle.airflow_api import FINISHED, AirflowClient, DagRun
 from rakuten_ml.lifecycle.polling import poll_until
+from rakuten_ml.lifecycle.reviewers import simulate_reviewers
 from rakuten_ml.lifecycle.stack import Stack
 from rakuten_ml.lifecycle.timeline import TRIGGER_REST, TRIGGER_SCHEDULE, Step, Timeline, asset_trigger
 from rakuten_ml.lifecycle.traffic import send_traffic
@@ -52,6 +56,7 @@ DRIFT = DriftSpec(vocabulary_shift=0.8, class_prior_shift=0.6, brightness_shift=
 BAD_EXPORT_NOISE = 0.5
 BAD_EXPORT_PREFIX = "raw/partner-export"
 LIVE_PREFIX = "live"
+REVIEWERS = ("ana", "ben")
 DAYS = 7
 
 
@@ -64,6 +69,7 @@ class Story:
     drifted_rows: int = 900  # nightly scoring rescores the whole catalogue: a day's drift must show against it
     live_rows: int = 240
     ab_live_rows: int = 560
+    reviewed_per_reviewer: int = 60  # day 5: each of the two simulated reviewers labels this much of the review queue
     image_size: int = 96
     seed: int = 42
     run_timeout_s: float = 900.0
@@ -179,6 +185,23 @@ class LifeCycle:
         self.timeline.traffic.append({"day": day, **summary.as_dict()})
         time.sleep(self.platform.settings.serving.log_flush_s + 1.0)  # the prediction log reaches the database
 
+    def work_review_queue(self, day: int) -> None:
+        """Two reviewers label the top of the review queue (the catalogue's own labels as the truth, 5% slips);
+        their labels reach feedback now and the next ingestion's snapshot through the labelled-products table."""
+        settings = self.platform.settings
+        products = load_products(self.platform.store, latest_snapshot_id(self.platform.engine))
+        truth = dict(zip(products["productid"].astype(int), products["prdtypecode"].astype(int), strict=True))
+        secret = settings.review.reviewer_tokens
+        tokens = dict(item.split(":", 1) for item in (secret.get_secret_value() if secret else "").split(",") if ":" in item)
+        for i, (reviewer, token) in enumerate(sorted(tokens.items())):
+            counts = simulate_reviewers(self.stack.serving_url, reviewer, token, truth, limit=self.story.reviewed_per_reviewer,
+                                        error_rate=0.05, seed=self.story.seed + day * 10 + i)
+            self.timeline.reviews.append({"day": day, **counts})
+            self.timeline.notes.append(
+                f"day {day}: reviewer {reviewer} labelled {counts['labelled']} products of the review queue "
+                f"({counts['agreed_with_model']} agreeing with the model, {counts['wrong']} slips)"
+            )
+
     # --- the story ----------------------------------------------------------------------------------
     def close(self) -> None:
         self.client.close()
@@ -196,6 +219,7 @@ class LifeCycle:
             self.wait_served(champion=aliases["champion"], challenger=aliases["challenger"])
         self.nightly(5, drifted=True)
         self.live_traffic(5, self.story.ab_live_rows, drifted=True)
+        self.work_review_queue(5)
         self.trigger(5, "evaluate_ab_test", 6)
         self.day6()
         self.record_clock_runs(DAYS - 1, wait=True)
@@ -235,6 +259,7 @@ def story_environment(home: Path, mlflow_url: str) -> dict[str, str]:
     - a 48-hour retraining cool-down instead of a week: day 4's alert trains, day 5's is refused;
     - 30% of traffic to the challenger and 100 labels per arm: a decision within one simulated day;
     - serving re-reads the aliases every 2 s, so it follows each promotion at once;
+    - two reviewers with tokens of this run, the review queue's cache off (each label shows at once);
     - a confidence-drift threshold of 0.35: the tiny CPU models, trained for minutes, are far less sure of
       themselves than the seed's, so its 0.75 would alert on day 1; the data-drift rule is the seed's.
     """
@@ -248,4 +273,8 @@ def story_environment(home: Path, mlflow_url: str) -> dict[str, str]:
         "RAKUTEN_AB_MIN_SAMPLES_PER_ARM": "100",
         "RAKUTEN_SERVING_POLL_INTERVAL_S": "2",
         "RAKUTEN_CONFIDENCE_DRIFT_THRESHOLD": "0.35",
+        # the review queue's two simulated reviewers; tokens and the cookie key are made for this run only
+        "RAKUTEN_REVIEW_REVIEWER_TOKENS": ",".join(f"{name}:{secrets.token_urlsafe(16)}" for name in REVIEWERS),
+        "RAKUTEN_REVIEW_SESSION_SECRET": secrets.token_urlsafe(32),
+        "RAKUTEN_REVIEW_QUEUE_CACHE_S": "0",
     }

@@ -41,6 +41,7 @@ class Timeline:
     steps: list[Step] = field(default_factory=list)
     traffic: list[dict[str, Any]] = field(default_factory=list)  # one TrafficSummary.as_dict() per day, with "day"
     notes: list[str] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)  # one simulate_reviewers() count per reviewer and day, with "day"
 
     def add(self, step: Step) -> Step:
         self.steps.append(step)
@@ -50,4 +51,4 @@ class Timeline:
         return [s for s in self.steps if s.state != "success"]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"steps": [s.as_dict() for s in self.steps], "traffic": self.traffic, "notes": self.notes}
+        return {"steps": [s.as_dict() for s in self.steps], "traffic": self.traffic, "notes": self.notes, "reviews": self.reviews}

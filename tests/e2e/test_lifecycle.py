@@ -11,17 +11,22 @@ import socket
 import pytest
 import sqlalchemy as sa
 
+from rakuten_ml.data.snapshot import load_products
 from rakuten_ml.lifecycle.run import run_demo
 from rakuten_ml.lifecycle.scenario import Story
 from rakuten_ml.lifecycle.stack import Ports
+from rakuten_ml.settings import Settings
 from rakuten_ml.storage.database import (
     drift_checks,
+    feedback,
     paired_predictions,
     predictions,
     promotion_events,
     retrain_requests,
+    review_labels,
     scoring_runs,
 )
+from rakuten_ml.storage.object_store import open_store
 from tests.support.paths import DAGS_FOLDER
 from tests.support.services import free_port
 
@@ -116,6 +121,25 @@ def test_the_label_free_estimate_is_checked_every_night(month):
     assert first["details"]["reference_run_id"] == first["details"]["run_id"]  # a version's first night is its reference
     checks = [s for s in _steps(month, "monitor_drift") if "estimated accuracy" in s["outcome"]]
     assert checks
+
+
+def test_reviewers_work_the_queue_and_their_labels_reach_the_next_snapshot(month):
+    engine = month["engine"]
+    reviews = month["timeline"]["reviews"]
+    assert {r["reviewer"] for r in reviews} == {"ana", "ben"} and all(r["labelled"] > 0 for r in reviews)
+    labels = _rows(engine, review_labels)
+    assert len(labels) == sum(r["labelled"] for r in reviews)
+    with engine.connect() as conn:
+        sources = {row.source for row in conn.execute(sa.select(feedback.c.source).where(feedback.c.productid.in_([r["productid"] for r in labels])))}
+    assert sources <= {"review:ana", "review:ben"} and sources
+    # day 6's ingestion (the partner's export, half its labels wrong) keeps the reviewers' labels: the human label wins
+    day6 = [s for s in _steps(month, "ingest_products") if s["day"] == 6][0]
+    snapshot = (day6["results"].get("ingest") or {})["snapshot_id"]
+    settings = Settings(home=month["home"])
+    products = load_products(open_store(settings.object_store_url, settings), snapshot).set_index("productid")
+    latest = {r["productid"]: r["prdtypecode"] for r in sorted(labels, key=lambda r: r["labelled_at"])}
+    assert all(int(products.loc[pid, "prdtypecode"]) == code for pid, code in latest.items() if pid in products.index)
+    assert sum(pid in products.index for pid in latest) >= len(latest) // 2
 
 
 def test_every_night_is_scored_with_fused_predictions(month):
