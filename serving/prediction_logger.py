@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from rakuten_ml.storage.database import prediction_log, upsert
 from serving.metrics import ServingMetrics
+from serving.queues import wait_drained
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,7 @@ class PredictionLogger:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row is written or dropped (tests, shutdown); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
-                return False
-            time.sleep(0.01)
-        return True
+        return wait_drained(self._queue, self._thread, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the writer."""

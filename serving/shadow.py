@@ -30,6 +30,7 @@ from rakuten_ml.storage.database import paired_predictions, upsert
 from serving.metrics import ServingMetrics
 from serving.model_manager import LoadedModel, ModelSet
 from serving.prediction_logger import WARN_EVERY_S
+from serving.queues import wait_drained
 from serving.schemas import PredictionOut, ProductIn
 
 log = logging.getLogger(__name__)
@@ -154,12 +155,7 @@ class ShadowScorer:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued request is scored or dropped (tests, benchmarks); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
-                return False
-            time.sleep(0.01)
-        return True
+        return wait_drained(self._queue, self._thread, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Score what is queued without deferring to clients (none are coming), then stop the thread."""
