@@ -104,7 +104,7 @@ def test_the_ab_test_is_decided_on_shadow_pairs_and_says_by_which_test(month):
     with engine.connect() as conn:
         origins = dict(conn.execute(sa.select(paired_predictions.c.origin, sa.func.count()).group_by(paired_predictions.c.origin)).all())
     assert origins.get("batch", 0) > 0 and origins.get("online", 0) > 0, origins  # nightly and live shadow scoring
-    promoted = [e for e in _rows(engine, promotion_events) if e["action"] == "promote" and e["actor"] == "airflow:evaluate_ab_test"]
+    promoted = [e for e in _rows(engine, promotion_events) if e["action"] == "promote" and e["reason"].startswith("A/B test")]
     decision = promoted[0]["metrics"]
     assert decision["test"] in ("paired_msprt", "split_msprt") and decision["n_labels"] > 0 and decision["sequential"]
     assert decision["paired"]["n"] > 0  # the labelled live products both versions scored
