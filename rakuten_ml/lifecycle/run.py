@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def _where(stack: Stack) -> str:
+    # the reviewers' tokens were made for this run only (story_environment): showing them is how a user logs in
+    tokens = os.environ.get("RAKUTEN_REVIEW_REVIEWER_TOKENS", "")
     return (f"Airflow UI  {stack.airflow_url}  (every visitor is admin: loopback only)\n"
             f"MLflow UI   {stack.mlflow_url}  (registry: {stack.mlflow_url}/#/models)\n"
             f"Serving API {stack.serving_url}/docs  (from day 1)\n"
+            f"Review page {stack.serving_url}/review  (reviewer:token of this run: {tokens.replace(',', ', ')})\n"
             f"Logs        {stack.logs}\n")
 
 
