@@ -4,10 +4,12 @@ P99 < 2 s, > 100 products/s), with the bare in-process ``classifier.predict`` as
 Trains and registers a text model on a generated catalogue in a temporary home, starts
 ``uvicorn serving.app:app`` on a free 127.0.0.1 port, and drives it from client threads
 (httpx, one connection each) for a fixed time per scenario. Then registers the same artifact again
-as a challenger and compares, on two servers alternately, the API without and with shadow scoring.
+as a challenger and compares, on two servers alternately, the API without and with shadow scoring,
+under closed-loop clients (saturation) and under an open-loop Poisson load at a moderate rate.
 Bounded: every scenario runs for a fixed time.
 
     python -m benchmarks.serving_load [--seconds 15] [--concurrency 8] [--workers 1] [--scenarios shadow]
+                                      [--open-rate 100] [--open-seconds 20]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,7 @@ log = logging.getLogger("benchmarks.serving_load")
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS_MS = {"p50": 500.0, "p95": 1000.0, "p99": 2000.0}
 TARGET_PRODUCTS_PER_S = 100.0
+WARM_UP_S = 2.0  # of every driven run, not measured
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,45 @@ def request_bodies(n: int, batch: int, with_image: bool) -> list[dict]:
     return bodies
 
 
+class Tally:
+    """The measured requests of one run, recorded from many client threads."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.requests = self.products = self.errors = 0
+        self._lock = threading.Lock()
+
+    def add(self, ok: bool, products: int, elapsed_ms: float) -> None:
+        with self._lock:
+            self.requests += 1
+            self.errors += not ok
+            self.products += products if ok else 0
+            self.latencies.append(elapsed_ms)
+
+    def outcome(self, name: str, seconds: float) -> Outcome:
+        return Outcome(name, self.requests, self.products, self.errors, seconds, np.array(self.latencies))
+
+
+def post(http: httpx.Client, body: dict) -> bool:
+    try:
+        return http.post("/v1/predict", json=body).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def run_clients(client: Callable[[int], None], n: int) -> None:
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def drive(url: str, name: str, bodies: list[dict], seconds: float, concurrency: int) -> Outcome:
     """``concurrency`` closed-loop clients for ``seconds`` after a short warm-up."""
-    latencies: list[float] = []
-    counts = {"requests": 0, "products": 0, "errors": 0}
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + 2.0 + seconds
-    measure_from = time.perf_counter() + 2.0
+    tally = Tally()
+    measure_from = time.perf_counter() + WARM_UP_S
+    stop_at = measure_from + seconds
 
     def client(slot: int) -> None:
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -130,25 +166,37 @@ def drive(url: str, name: str, bodies: list[dict], seconds: float, concurrency: 
                 body = bodies[i % len(bodies)]
                 i += concurrency
                 started = time.perf_counter()
-                try:
-                    ok = http.post("/v1/predict", json=body).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                elapsed = (time.perf_counter() - started) * 1000.0
-                if now < measure_from:
-                    continue
-                with lock:
-                    counts["requests"] += 1
-                    counts["errors"] += not ok
-                    counts["products"] += len(body["products"]) if ok else 0
-                    latencies.append(elapsed)
+                ok = post(http, body)
+                if now >= measure_from:
+                    tally.add(ok, len(body["products"]), (time.perf_counter() - started) * 1000.0)
 
-    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Outcome(name, counts["requests"], counts["products"], counts["errors"], seconds, np.array(latencies))
+    run_clients(client, concurrency)
+    return tally.outcome(name, seconds)
+
+
+def drive_open(url: str, name: str, bodies: list[dict], seconds: float, rate: float, seed: int, senders: int = 16) -> Outcome:
+    """Open loop: Poisson arrivals at ``rate`` requests/s (seeded: the same schedule for every server
+    given ``seed``) for ``seconds`` after a short warm-up, sent round-robin on ``senders`` connections.
+    A latency runs from the request's scheduled send time, so a server that falls behind is charged
+    the waiting too (no coordinated omission)."""
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=int((WARM_UP_S + seconds) * rate * 2) + 100)
+    due = np.cumsum(gaps)
+    due = due[due < WARM_UP_S + seconds]
+    tally = Tally()
+    start = time.perf_counter() + 0.5  # every sender thread started
+
+    def sender(slot: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for i in range(slot, len(due), senders):
+                scheduled = start + due[i]
+                time.sleep(max(0.0, scheduled - time.perf_counter()))
+                body = bodies[i % len(bodies)]
+                ok = post(http, body)
+                if due[i] >= WARM_UP_S:
+                    tally.add(ok, len(body["products"]), (time.perf_counter() - scheduled) * 1000.0)
+
+    run_clients(sender, senders)
+    return tally.outcome(name, seconds)
 
 
 def bare_model(settings: Settings, name: str, bodies: list[dict], seconds: float, with_image: bool) -> Outcome:
@@ -296,13 +344,14 @@ def pairs_written(engine: sa.Engine) -> int:
 
 @dataclass(frozen=True)
 class ShadowComparison:
+    load: str  # how the servers were driven, for the table's load column
     off: list[Outcome]
     on: list[Outcome]
     written: int
     dropped: dict[str, float]
-    shadow: dict[str, float]  # what the "on" server's shadow threads did: scored, batches, batch_seconds
+    shadow: dict[str, float]  # what the "on" server's shadow threads did: scored, batches (slices), batch_seconds
 
-    def rows(self, clients: int) -> list[str]:
+    def rows(self) -> list[str]:
         """Medians over the rounds, each round's on/off ratio, and the pairs the shadow runs wrote and dropped."""
         def medians(runs: list[Outcome]) -> list[float]:
             return [float(np.median([r.requests / r.seconds for r in runs]))] + [float(np.median([r.quantile(q) for r in runs]))
@@ -312,51 +361,58 @@ class ShadowComparison:
             return float(np.median([on.quantile(q) / off.quantile(q) for off, on in zip(self.off, self.on, strict=True)]))
 
         dropped = sum(self.dropped.values())
-        reasons = ", ".join(f"{reason} {int(n):,}" for reason, n in sorted(self.dropped.items()) if n) or "none"
         lines = []
         for label, runs, pairs in (("shadow off", self.off, "-"), ("shadow on (share 1.0)", self.on, f"{self.written:,} / {dropped:,.0f}")):
             rate, p50, p95, p99 = medians(runs)
             errors = sum(r.errors for r in runs)
-            lines.append(f"| API, champion + challenger, text, 1 product/request, {label} | {clients} | {len(runs)} | "
+            lines.append(f"| API, champion + challenger, text, 1 product/request, {label} | {self.load} | {len(runs)} | "
                          f"{sum(r.requests for r in runs):,} | {errors} | {rate:.1f} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {pairs} |")
         on_rate = np.median([on.requests / off.requests for off, on in zip(self.off, self.on, strict=True)])
         lines.append(f"| ratio shadow on / off (median of the rounds) | | | | | {on_rate:.2f} | {ratio(50):.2f} | {ratio(95):.2f} | "
                      f"{ratio(99):.2f} | |")
-        share = self.written / (self.written + dropped) if self.written + dropped else float("nan")
-        per_round = "; ".join(f"{off.quantile(95):.1f} / {on.quantile(95):.1f}" for off, on in zip(self.off, self.on, strict=True))
-        batches = self.shadow["batches"] or float("nan")
-        lines += ["", f"Shadow pairs: {self.written:,} written to `paired_predictions`, {dropped:,.0f} dropped ({reasons}): "
-                  f"{share:.1%} of the shadowed products paired (warm-ups included), in {self.shadow['batches']:,.0f} shadow "
-                  f"batches of {self.shadow['scored'] / batches:.1f} products and {1000 * self.shadow['batch_seconds'] / batches:.1f} ms "
-                  f"on average (predict + write). P95 ms per round, off / on: {per_round}."]
         return lines
 
+    def summary(self) -> str:
+        dropped = sum(self.dropped.values())
+        reasons = ", ".join(f"{reason} {int(n):,}" for reason, n in sorted(self.dropped.items()) if n) or "none"
+        share = self.written / (self.written + dropped) if self.written + dropped else float("nan")
+        per_round = "; ".join(f"{off.quantile(95):.1f} / {on.quantile(95):.1f}" for off, on in zip(self.off, self.on, strict=True))
+        slices = self.shadow["batches"] or float("nan")
+        return (f"{self.load}: {self.written:,} pairs written to `paired_predictions`, {dropped:,.0f} dropped ({reasons}): "
+                f"{share:.1%} of the shadowed products paired (warm-ups included), in {self.shadow['batches']:,.0f} shadow "
+                f"slices of {self.shadow['scored'] / slices:.1f} products and {1000 * self.shadow['batch_seconds'] / slices:.1f} ms "
+                f"on average (predict + write). P95 ms per round, off / on: {per_round}.")
 
-def compare_shadow(settings: Settings, log_dir: Path, bodies: list[dict], seconds: float, concurrency: int, workers: int,
-                   rounds: int) -> ShadowComparison:
-    """Two servers with champion and challenger loaded, shadow scoring off and on, driven alternately
-    in the order off-on, on-off, off-on... so a drift of the shared machine falls on both alike; each
-    "on" run drains its shadow queue before the next run starts."""
-    register_challenger(settings)
-    servers = [start_server(settings, workers, log_dir / f"uvicorn-shadow-{share}.log", extra_env={"RAKUTEN_SERVING_SHADOW_SHARE": share})
-               for share in ("0", "1")]
+
+def compare_shadow(settings: Settings, log_dir: Path, workers: int, rounds: int,
+                   loads: dict[str, Callable[[str, int], Outcome]]) -> list[ShadowComparison]:
+    """Two servers of ``workers`` workers with champion and challenger loaded, shadow scoring off and
+    on, driven by each of ``loads`` (``load(url, round)``) alternately in the order off-on, on-off,
+    off-on... so a drift of the shared machine falls on both alike; each "on" run drains its shadow
+    queue before the next run starts."""
+    servers = [start_server(settings, workers, log_dir / f"uvicorn-shadow-{workers}-{share}.log",
+                            extra_env={"RAKUTEN_SERVING_SHADOW_SHARE": share}) for share in ("0", "1")]
     (_, off_url), (_, on_url) = servers
     engine = make_engine(settings.database_url)
-    off: list[Outcome] = []
-    on: list[Outcome] = []
+    comparisons = []
     try:
-        before_written, before = pairs_written(engine), shadow_counts(on_url)
-        after = before
-        for round_ in range(rounds):
-            for shadow_on in (False, True) if round_ % 2 == 0 else (True, False):
-                if shadow_on:
-                    on.append(drive(on_url, "shadow on", bodies, seconds, concurrency))
-                    after = wait_for_shadow(on_url)
-                else:
-                    off.append(drive(off_url, "shadow off", bodies, seconds, concurrency))
-        dropped = {reason: after[reason] - before[reason] for reason in ("queue_full", "error", "database")}
-        shadow = {key: after[key] - before[key] for key in ("scored", "batches", "batch_seconds")}
-        return ShadowComparison(off, on, pairs_written(engine) - before_written, dropped, shadow)
+        for name, load in loads.items():
+            off: list[Outcome] = []
+            on: list[Outcome] = []
+            before_written, before = pairs_written(engine), shadow_counts(on_url)
+            after = before
+            for round_ in range(rounds):
+                for shadow_on in (False, True) if round_ % 2 == 0 else (True, False):
+                    if shadow_on:
+                        on.append(load(on_url, round_))
+                        after = wait_for_shadow(on_url)
+                    else:
+                        off.append(load(off_url, round_))
+            dropped = {reason: after[reason] - before[reason] for reason in ("queue_full", "error", "database")}
+            shadow = {key: after[key] - before[key] for key in ("scored", "batches", "batch_seconds")}
+            load_name = f"{name}, {workers} worker{'s' if workers > 1 else ''}"
+            comparisons.append(ShadowComparison(load_name, off, on, pairs_written(engine) - before_written, dropped, shadow))
+        return comparisons
     finally:
         engine.dispose()
         for process, _ in servers:
@@ -364,17 +420,39 @@ def compare_shadow(settings: Settings, log_dir: Path, bodies: list[dict], second
             process.wait(timeout=30)
 
 
-def shadow_table(comparison: ShadowComparison, clients: int, seconds: float, challenger_share: float) -> list[str]:
-    header = ("| scenario | clients | rounds | requests | errors | requests/s | P50 ms | P95 ms | P99 ms | pairs written / dropped |\n"
+def compare_shadow_loads(settings: Settings, log_dir: Path, args: argparse.Namespace, bodies: list[dict]) -> list[ShadowComparison]:
+    """Saturation (closed-loop clients) and a moderate open-loop rate (a round's Poisson schedule is the
+    same off and on) on ``--workers`` workers; the open loop again on one worker, where the worker's
+    idleness is the server's: what is left there is shadow work's own cost, not other workers' requests."""
+    register_challenger(settings)
+    closed = f"{args.concurrency} closed-loop clients, {args.seconds:.0f} s"
+    open_loop = f"open loop, Poisson {args.open_rate:.0f} requests/s, {args.open_seconds:.0f} s"
+    loads: dict[str, Callable[[str, int], Outcome]] = {
+        closed: lambda url, _round: drive(url, "shadow", bodies, args.seconds, args.concurrency),
+        open_loop: lambda url, round_: drive_open(url, "shadow", bodies, args.open_seconds, args.open_rate, seed=round_),
+    }
+    comparisons = compare_shadow(settings, log_dir, args.workers, args.shadow_rounds, loads)
+    if args.workers > 1:
+        comparisons += compare_shadow(settings, log_dir, 1, args.shadow_rounds, {open_loop: loads[open_loop]})
+    return comparisons
+
+
+def shadow_table(comparisons: list[ShadowComparison], challenger_share: float) -> list[str]:
+    header = ("| scenario | load | rounds | requests | errors | requests/s | P50 ms | P95 ms | P99 ms | pairs written / dropped |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     return [
-        "", f"### Shadow scoring cost (champion + challenger loaded, {len(comparison.off)} rounds of off and on, {seconds:.0f} s each)", "",
+        "", f"### Shadow scoring cost (champion + challenger loaded, {len(comparisons[0].off)} rounds of off and on per load)", "",
         "Two servers, the same registered artifact as champion (v1) and challenger (v2, loaded apart), a challenger "
         f"share of {challenger_share:.0%}: one with `RAKUTEN_SERVING_SHADOW_SHARE=0`, one with `1` (every product with a productid is "
-        "predicted again by the variant that did not answer, on a thread that defers to client requests, after the "
-        "response, and the pair written to `paired_predictions`), driven in the order off-on, on-off, off-on... "
+        "predicted again by the variant that did not answer, after the response, on a thread that works only while its "
+        "worker serves no predict request, in slices of a few products, and the pair written to `paired_predictions`), "
+        "driven in the order off-on, on-off, off-on... Closed-loop clients saturate the server (it is never idle: shadow "
+        "work is dropped); the open loop sends at a fixed mean rate, 16 connections, latency from each request's scheduled "
+        "send time. A worker knows only its own requests: with several workers on shared cores, one worker's shadow work "
+        "can still take a core another worker's request needs; the one-worker rows leave that out. "
         "Figures are medians over the rounds; the ratio is the median of each round's on/off ratio.", "",
-        header, *comparison.rows(clients),
+        header, *(row for comparison in comparisons for row in comparison.rows()),
+        "", *("Shadow pairs, " + comparison.summary() for comparison in comparisons),
     ]
 
 
@@ -388,7 +466,9 @@ def main() -> None:
     parser.add_argument("--modalities", default="text", help="text or text,image (a tiny vision model: CPU-minutes to train)")
     parser.add_argument("--scenarios", choices=("all", "shadow"), default="all",
                         help="shadow: only the shadow-scoring comparison, printed and not written to RESULTS.md")
-    parser.add_argument("--shadow-rounds", type=int, default=5, help="alternated off/on rounds of the shadow comparison")
+    parser.add_argument("--shadow-rounds", type=int, default=5, help="alternated off/on rounds of the shadow comparison, per load")
+    parser.add_argument("--open-rate", type=float, default=100.0, help="requests/s of the shadow comparison's open-loop load")
+    parser.add_argument("--open-seconds", type=float, default=20.0, help="measured seconds per open-loop run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "mlflow", "alembic"):
@@ -399,8 +479,8 @@ def main() -> None:
         settings = build_model(Path(tmp) / "home", args.rows, modalities)
         text = request_bodies(200, 1, with_image=False)
         if args.scenarios == "shadow":
-            comparison = compare_shadow(settings, Path(tmp), text, args.seconds, args.concurrency, args.workers, args.shadow_rounds)
-            print("\n".join(shadow_table(comparison, args.concurrency, args.seconds, settings.ab.challenger_share)))
+            comparisons = compare_shadow_loads(settings, Path(tmp), args, text)
+            print("\n".join(shadow_table(comparisons, settings.ab.challenger_share)))
             return
         image = request_bodies(200, 1, with_image=True)
         batches = request_bodies(50, args.batch, with_image=False)
@@ -433,7 +513,7 @@ def main() -> None:
             load_times.append(model_load_seconds(Path(tmp) / "uvicorn-restart.log"))
         per_core = serve_on_one_core(settings, Path(tmp) / "uvicorn-one-core.log", image, args.seconds, args.concurrency)
         # Last: it registers a challenger, which the scenarios above must not see.
-        shadow = compare_shadow(settings, Path(tmp), text, args.seconds, args.concurrency, args.workers, args.shadow_rounds)
+        shadow = compare_shadow_loads(settings, Path(tmp), args, text)
 
     header = ("| scenario | clients | requests | errors | requests/s | products/s | P50 ms | P95 ms | P99 ms | meets seed targets |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -460,7 +540,7 @@ def main() -> None:
         *(["", f"Model load per worker at start-up (slowest of {args.workers}): {load_times[0]:.1f} s on the first start "
            f"(ONNX exports made), {load_times[1]:.1f} s on a restart ({load_times[0] / load_times[1]:.1f}x faster: exports "
            "read from the export cache, `RAKUTEN_VISION_ONNX_CACHE_DIR`)."] if len(load_times) > 1 else []),
-        *shadow_table(shadow, args.concurrency, args.seconds, settings.ab.challenger_share),
+        *shadow_table(shadow, settings.ab.challenger_share),
     ])
     print(table)
     # One section per registered model kind, so the text-only and the fused figures sit side by side.

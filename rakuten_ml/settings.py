@@ -371,7 +371,9 @@ class ServingSettings(Section):
         "is loaded (0 = no shadow scoring).",
     )
     shadow_queue_size: int = Field(
-        default=64, ge=1, description="Requests waiting for shadow scoring; beyond it shadow work is dropped (counted), never the client's.",
+        default=64, ge=1,
+        description="Requests waiting for shadow scoring, which runs only while the worker serves no predict request; "
+        "beyond it (a saturated worker) shadow work is dropped (counted), never the client's.",
     )
 
 

@@ -1,13 +1,15 @@
 """Shadow scoring: the model that did not answer a live product predicts it too, after the response.
 
 While a challenger is loaded, each product with a ``productid`` (a ``shadow_share`` slice of them,
-chosen by hash) is queued with the answer the client got; one thread, which yields to clients, predicts it with
-the other variant's classifier and writes the pair to ``paired_predictions`` (origin ``online``),
-which feeds the paired A/B test and the disagreement rate. The thread never uses the batcher's
-inference thread, defers each batch while the worker serves predict requests (which also makes the
-batches big, hence cheap per product), and runs torch on one thread, so client requests keep the
-CPU. A full queue, a failing model or a dead database drops pairs (counted, one warning per 30 s);
-nothing here blocks or fails a prediction.
+chosen by hash) is queued with the answer the client got; one thread predicts it with the other
+variant's classifier and writes the pair to ``paired_predictions`` (origin ``online``), which feeds
+the paired A/B test and the disagreement rate. Clients come first: the thread works only while the
+worker serves no predict request, in slices of a few products (one classifier call and its write),
+and looks again before each slice, so a request that arrives mid-shadow waits one slice at most. It
+never uses the batcher's inference thread and runs torch on one thread. A saturated worker is never
+idle: its queue fills and the new work is dropped; so do a failing model and a dead database (all
+counted, one warning per 30 s). Nightly batch scoring pairs the whole catalogue anyway. Nothing here
+blocks or fails a prediction.
 """
 
 from __future__ import annotations
@@ -38,16 +40,14 @@ log = logging.getLogger(__name__)
 PAIRED_ONLINE = "online"  # paired_predictions.origin of serving (nightly scoring writes "batch")
 # Salted apart from the A/B hash, so which products are shadowed is independent of which variant answered.
 SHADOW_SALT = "shadow"
-# One classifier call at most this many products: the batcher's default micro-batch, so a shadow call
-# holds the GIL no longer than one client batch does.
-MAX_BATCH_PRODUCTS = 64
-# How often the deferring thread looks whether clients are still in flight: rarely enough not to take
-# the GIL from the event loop, as a 1 ms poll did in the batcher (serving/batcher.py).
+# Most products of one shadow slice (one classifier call and its write), which is what a request arriving
+# mid-slice waits for: a text-model call of this size costs a few milliseconds, most of it fixed (one product
+# costs over half of what four do), so smaller slices would pair far fewer products per idle second and
+# bigger ones would make that request wait longer.
+MAX_SLICE_PRODUCTS = 4
+# How often the waiting thread looks whether the worker is idle: rarely enough not to take the GIL from
+# the event loop, as a 1 ms poll did in the batcher (serving/batcher.py).
 IDLE_POLL_S = 0.01
-# Longest a shadow batch defers to busy clients; then it runs anyway, so a saturated server still
-# pairs its traffic instead of dropping it. Well under the time a worker's peak rate takes to fill the
-# default queue: with a longer wait, `benchmarks.serving_load --scenarios shadow` showed pairs turn into drops.
-MAX_DEFER_S = 0.25
 # No OS niceness for the thread: a deprioritised thread that holds the GIL stalls the whole worker
 # (priority inversion): with it, `benchmarks.serving_load --scenarios shadow` showed a higher client P99, not a lower one.
 
@@ -89,7 +89,7 @@ class ShadowScorer:
         max_queue: int,
         metrics: ServingMetrics | None = None,
         busy: Callable[[], int] | None = None,
-        max_defer_s: float = MAX_DEFER_S,
+        slice_products: int = MAX_SLICE_PRODUCTS,
         torch_threads: int = 1,
     ) -> None:
         self._engine_factory = engine_factory
@@ -97,9 +97,12 @@ class ShadowScorer:
         self.salt = salt
         self.metrics = metrics
         self.busy = busy  # predict requests in flight in this worker; None: never wait
-        self.max_defer_s = max_defer_s
+        self.slice_products = max(1, slice_products)
         self.torch_threads = torch_threads
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        # Taken off the queue and not yet scored: one request, or as many as top up a slice.
+        self._pending: list[tuple[_Work, _Product]] = []
+        self._left: dict[int, int] = {}  # id of a taken request -> its products still pending
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._closing = threading.Event()
@@ -158,7 +161,7 @@ class ShadowScorer:
         return wait_drained(self._queue, self._thread, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Score what is queued without deferring to clients (none are coming), then stop the thread."""
+        """Score what is queued without waiting for idle (no client is coming), then stop the thread."""
         if self._thread is None:
             return
         self._closing.set()
@@ -195,23 +198,26 @@ class ShadowScorer:
         self._limit_threads()
         self._ready.set()
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                self._queue.task_done()
-                return
-            self._defer_to_clients()
-            batch, stopping = self._gather(first)
-            try:
-                self._score(batch)
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug
-                log.exception("shadow scoring: unexpected error on %d requests", len(batch))
-                self._drop(sum(len(w.products) for w in batch), "error", f"{type(exc).__name__}: {exc}")
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-                self._gauge()
-        self._queue.task_done()  # the stop marker _gather took
+        while self._pending or not stopping:
+            if not self._pending:
+                stopping = self._take(self._queue.get())
+                continue
+            self._wait_until_idle()
+            while not stopping and len(self._pending) < self.slice_products:  # top up from what came meanwhile
+                try:
+                    stopping = self._take(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._slice()
+
+    def _take(self, item: Any) -> bool:
+        """Move one queued request to the pending products; True for the stop marker."""
+        if item is _STOP:
+            self._queue.task_done()
+            return True
+        self._pending += [(item, product) for product in item.products]
+        self._left[id(item)] = len(item.products)
+        return False
 
     def _limit_threads(self) -> None:
         """``torch_threads`` intra-op threads for this thread only: the inference thread keeps its cores."""
@@ -220,42 +226,39 @@ class ShadowScorer:
         torch.get_num_threads()  # torch's per-thread setup first, or it would undo the limit on the first op
         torch.set_num_threads(self.torch_threads)
 
-    def _defer_to_clients(self) -> None:
-        """Wait until this worker serves no predict request, at most ``max_defer_s`` and only while the
-        queue is less than half full: deferring must not turn into dropping."""
+    def _wait_until_idle(self) -> None:
+        """Until this worker serves no predict request, however long: under saturation the queue fills
+        and drops instead. ``close`` ends the wait (no client is coming)."""
         if self.busy is None:
             return
-        deadline = time.monotonic() + self.max_defer_s
-        half = self._queue.maxsize // 2
-        while (self.busy() > 0 and time.monotonic() < deadline and self._queue.qsize() < half
-               and not self._closing.wait(IDLE_POLL_S)):
+        while self.busy() > 0 and not self._closing.wait(IDLE_POLL_S):
             pass
 
-    def _gather(self, first: _Work) -> tuple[list[_Work], bool]:
-        """``first`` plus what is queued, up to ``MAX_BATCH_PRODUCTS``; True when the stop marker came."""
-        batch, rows = [first], len(first.products)
-        while rows < MAX_BATCH_PRODUCTS:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, True
-            batch.append(item)
-            rows += len(item.products)
-        return batch, False
-
-    def _score(self, batch: list[_Work]) -> None:
+    def _slice(self) -> None:
+        """Score and write the oldest pending products that share a shadow classifier, at most
+        ``slice_products``: one call, so a request arriving now waits no longer than that."""
+        classifier = self._pending[0][0].other(self._pending[0][1]).classifier
+        members: list[tuple[_Work, _Product]] = []
+        rest: list[tuple[_Work, _Product]] = []
+        for work, product in self._pending:
+            same = len(members) < self.slice_products and work.other(product).classifier is classifier
+            (members if same else rest).append((work, product))
+        self._pending = rest
         started = time.perf_counter()
-        groups: dict[int, list[tuple[_Work, _Product]]] = defaultdict(list)
-        for work in batch:
-            for product in work.products:
-                groups[id(work.other(product).classifier)].append((work, product))
-        rows: list[dict[str, Any]] = []
-        for members in groups.values():
-            rows += self._predict_group(members)
-        if rows:
-            self._write(rows)
+        try:
+            rows = self._predict_group(members)
+            if rows:
+                self._write(rows)
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug
+            log.exception("shadow scoring: unexpected error on %d products", len(members))
+            self._drop(len(members), "error", f"{type(exc).__name__}: {exc}")
+        finally:
+            for work, _ in members:
+                self._left[id(work)] -= 1
+                if not self._left[id(work)]:
+                    del self._left[id(work)]
+                    self._queue.task_done()
+            self._gauge()
         if self.metrics is not None:
             self.metrics.shadow_batch.observe(time.perf_counter() - started)
 

@@ -1,10 +1,11 @@
 """Shadow scoring through the API on real registered models: pairs in ``paired_predictions``, an
-unchanged response, the products it skips, a full queue, a failing database, and its thread limits."""
+unchanged response, the products it skips, work only while the worker is idle and in small slices,
+drops under saturation, a failing database, and its thread limits."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -38,13 +39,14 @@ def client(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> Iterator[TestC
 
 
 class ShadowHook:
-    """Wraps a served classifier; its calls from the shadow thread can be watched, held or made to disagree."""
+    """Wraps a served classifier; its calls from the shadow thread are recorded (sizes, torch threads),
+    can run a callback or be made to disagree."""
 
-    def __init__(self, inner: Any, *, hold: bool = False, disagree: bool = False) -> None:
-        self.inner, self.hold, self.disagree = inner, hold, disagree
+    def __init__(self, inner: Any, *, disagree: bool = False, on_call: Callable[[], None] | None = None) -> None:
+        self.inner, self.disagree, self.on_call = inner, disagree, on_call
         self.modalities = inner.modalities
-        self.entered, self.release = threading.Event(), threading.Event()
         self.threads: list[int] = []
+        self.sizes: list[int] = []
 
     def predict(self, frame: pd.DataFrame, images: Any = None) -> pd.DataFrame:
         out = self.inner.predict(frame, images)
@@ -53,15 +55,15 @@ class ShadowHook:
         import torch
 
         self.threads.append(torch.get_num_threads())
-        self.entered.set()
-        if self.hold:
-            assert self.release.wait(30), "the test never released the shadow thread"
+        self.sizes.append(len(frame))
+        if self.on_call is not None:
+            self.on_call()
         if self.disagree:
             out["prdtypecode"] = out["prdtypecode"].map(lambda code: 10 if code != 10 else 40)
         return out
 
 
-def hook_challenger(client: TestClient, **kwargs: bool) -> ShadowHook:
+def hook_challenger(client: TestClient, **kwargs: Any) -> ShadowHook:
     manager = client.app.state.serving.manager
     hook = ShadowHook(manager.models.challenger.classifier, **kwargs)
     manager._models = replace(manager.models, challenger=replace(manager.models.challenger, classifier=hook))
@@ -148,22 +150,102 @@ def test_without_a_challenger_nothing_is_submitted(tmp_path_factory: pytest.Temp
         assert calls == [] and pairs(client).empty
 
 
-def test_a_full_queue_drops_and_counts_while_clients_are_answered(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> None:
-    settings = experiment_settings(tmp_path_factory, tmp_path, ab_challenger_share=0.0, serving_shadow_queue_size=2)
-    with TestClient(create_app(settings)) as client:
-        hook = hook_challenger(client, hold=True)  # champion answers everything: the challenger shadows
-        try:
-            assert client.post("/v1/predict", json=products(range(1, 4))).status_code == 200
-            assert hook.entered.wait(30), "the shadow thread never took the first request"
-            for start in (10, 20, 30, 40):  # two fill the queue behind the held one, two find it full
-                assert client.post("/v1/predict", json=products(range(start, start + 3))).status_code == 200
-            text = client.get("/metrics").text
-            assert metric_value(text, "rakuten_shadow_dropped_total", reason="queue_full") == 6
-            assert metric_value(text, "rakuten_shadow_queue_size") == 2
-        finally:
-            hook.release.set()
+class Clients:
+    """The worker's predict requests in flight, as the test sets them; counts the shadow thread's looks
+    that find the worker busy, so a test can wait until the thread is waiting instead of sleeping."""
+
+    def __init__(self, in_flight: int) -> None:
+        self.in_flight = in_flight
+        self.busy_looks = 0
+        self._changed = threading.Condition()
+
+    def __call__(self) -> int:
+        with self._changed:
+            if self.in_flight:
+                self.busy_looks += 1
+                self._changed.notify_all()
+            return self.in_flight
+
+    def wait_until_waited(self, looks: int = 2) -> None:
+        """Until the shadow thread has found the worker busy ``looks`` more times."""
+        with self._changed:
+            target = self.busy_looks + looks
+            assert self._changed.wait_for(lambda: self.busy_looks >= target, 30), "the shadow thread never looked"
+
+
+def idle_gated_app(tmp_path_factory: pytest.TempPathFactory, tmp_path, clients: Clients, **overrides: object) -> TestClient:
+    """The champion answers everything and the challenger shadows it, in slices of 4, with ``clients`` as the worker's load."""
+    settings = experiment_settings(tmp_path_factory, tmp_path, ab_challenger_share=0.0, **overrides)
+    metrics = ServingMetrics()
+    app = create_app(settings, metrics=metrics, shadow=ShadowScorer(
+        lambda: app.state.serving.platform.prepare().engine, share=1.0, salt=settings.ab.salt,
+        max_queue=settings.serving.shadow_queue_size, metrics=metrics, busy=clients, slice_products=4,
+    ))
+    return TestClient(app)
+
+
+def test_shadow_work_waits_while_clients_are_in_flight_and_runs_once_idle(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> None:
+    clients = Clients(in_flight=1)
+    with idle_gated_app(tmp_path_factory, tmp_path, clients) as client:
+        hook = hook_challenger(client)
+        assert client.post("/v1/predict", json=products(range(1, 6))).status_code == 200
+        clients.wait_until_waited()
+        assert hook.sizes == [] and client.app.state.serving.shadow.scored == 0, "no shadow call while a client is in flight"
+        clients.in_flight = 0
+        assert sorted(pairs(client)["productid"]) == [1, 2, 3, 4, 5]
+
+
+def test_shadow_work_runs_in_small_slices_and_yields_between_them(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> None:
+    clients = Clients(in_flight=0)
+    with idle_gated_app(tmp_path_factory, tmp_path, clients) as client:
+        hook = hook_challenger(client, on_call=lambda: setattr(clients, "in_flight", 1))  # a request arrives mid-slice
+        assert client.post("/v1/predict", json=products(range(1, 21))).status_code == 200
+        clients.wait_until_waited()
+        assert hook.sizes == [4], "the arrival waits for one slice, not for the request's 20 products"
+        hook.on_call = None
+        clients.in_flight = 0
+        assert sorted(pairs(client)["productid"]) == list(range(1, 21))
+        assert hook.sizes == [4, 4, 4, 4, 4]
+
+
+def test_a_slice_gathers_the_products_of_several_requests(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> None:
+    clients = Clients(in_flight=1)
+    with idle_gated_app(tmp_path_factory, tmp_path, clients) as client:
+        hook = hook_challenger(client)
+        for start in (1, 10, 20):
+            assert client.post("/v1/predict", json=products(range(start, start + 3))).status_code == 200
+        clients.in_flight = 0
+        assert len(pairs(client)) == 9
+        assert hook.sizes == [4, 4, 1], "calls of what came while busy, each topped up to the slice size"
+
+
+def test_a_saturated_worker_drops_and_counts_shadow_work_while_clients_are_answered(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path
+) -> None:
+    clients = Clients(in_flight=1)  # never idle
+    with idle_gated_app(tmp_path_factory, tmp_path, clients, serving_shadow_queue_size=2) as client:
+        hook = hook_challenger(client)
+        assert client.post("/v1/predict", json=products(range(1, 4))).status_code == 200
+        clients.wait_until_waited()  # the thread holds the first request, waiting for idle
+        for start in (10, 20, 30, 40):  # two fill the queue behind it, two find it full
+            assert client.post("/v1/predict", json=products(range(start, start + 3))).status_code == 200
+        clients.wait_until_waited()
+        text = client.get("/metrics").text
+        assert metric_value(text, "rakuten_shadow_dropped_total", reason="queue_full") == 6
+        assert metric_value(text, "rakuten_shadow_queue_size") == 2
+        assert hook.sizes == [], "saturated: nothing scored, however long it lasts"
+        clients.in_flight = 0
         assert sorted(pairs(client)["productid"]) == [1, 2, 3, 10, 11, 12, 20, 21, 22]
         assert client.app.state.serving.shadow.dropped == {"queue_full": 6}
+
+
+def test_closing_scores_what_is_queued_without_waiting_for_idle(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> None:
+    clients = Clients(in_flight=1)
+    with idle_gated_app(tmp_path_factory, tmp_path, clients) as client:
+        for start in (1, 10):
+            assert client.post("/v1/predict", json=products(range(start, start + 3))).status_code == 200
+        clients.wait_until_waited()
+    assert sorted(pairs(client)["productid"]) == [1, 2, 3, 10, 11, 12], "the shutdown paired both requests"
 
 
 def test_disagreements_are_counted(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> None:
@@ -176,7 +258,7 @@ def test_disagreements_are_counted(tmp_path_factory: pytest.TempPathFactory, tmp
         assert found["champion_code"].to_dict() == served, "the champion answered: its side is what the client got"
         assert found["challenger_code"].to_dict() == {i: 10 if code != 10 else 40 for i, code in served.items()}
         assert metric_value(client.get("/metrics").text, "rakuten_shadow_disagreements_total") == 5
-        assert hook.threads == [1], "the shadow thread predicts with one torch thread"
+        assert hook.threads and set(hook.threads) == {1}, "the shadow thread predicts with one torch thread"
 
 
 def test_the_shadow_thread_limits_only_its_own_torch_threads() -> None:
