@@ -27,6 +27,7 @@ MODALITY_IMAGE = "image"
 MODALITY_NONE = "none"
 DECISION_AUTO = "auto"
 DECISION_REVIEW = "review"
+PROBA_PREFIX = "proba_"  # predict()'s per-class probability columns: proba_<prdtypecode>
 
 
 class TextModel(Protocol):
@@ -83,6 +84,12 @@ def recalibrate_fused(proba: np.ndarray, modality: np.ndarray, temperature: floa
     out = proba.copy()
     out[fused] = softmax(np.log(np.clip(proba[fused], 1e-12, None)), temperature)
     return out
+
+
+def class_probabilities(result: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
+    """The ``proba_<code>`` columns of a :meth:`FusedClassifier.predict` frame: (n, classes) matrix, their class codes."""
+    columns = [c for c in result.columns if str(c).startswith(PROBA_PREFIX)]
+    return result[columns].to_numpy(dtype=float), [int(str(c)[len(PROBA_PREFIX):]) for c in columns]
 
 
 def has_usable_text(frame: pd.DataFrame) -> np.ndarray:
@@ -154,5 +161,5 @@ class FusedClassifier:
             },
             index=index,
         )
-        probabilities = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.mapping.codes], index=index)
+        probabilities = pd.DataFrame(proba, columns=[f"{PROBA_PREFIX}{c}" for c in self.mapping.codes], index=index)
         return pd.concat([out, probabilities], axis=1)

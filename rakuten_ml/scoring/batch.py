@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from rakuten_ml.data.snapshot import latest_snapshot_id, load_products
 from rakuten_ml.errors import DatabaseError, ObjectStoreError, ScoringRunConflictError
+from rakuten_ml.models.fusion import class_probabilities
 from rakuten_ml.monitoring.performance_estimate import ConfusionSums
 from rakuten_ml.promotion.routing import CHALLENGER, CHAMPION, assign_variants
 from rakuten_ml.registry.resolve import ResolvedModel, alias_version, load_classifier, resolve_model
@@ -274,11 +275,10 @@ def _store_confusion_sums(
     rows = []
     for variant, result in results.items():
         model = models.champion if variant == CHAMPION else models.challenger
-        proba_columns = [c for c in result.columns if str(c).startswith("proba_")]
-        if model is None or not proba_columns or result.empty:
+        proba, codes = class_probabilities(result)
+        if model is None or not codes or result.empty:
             continue
-        sums = ConfusionSums.from_probabilities(result[proba_columns].to_numpy(dtype=float))
-        codes = [int(str(c)[len("proba_"):]) for c in proba_columns]
+        sums = ConfusionSums.from_probabilities(proba)
         rows.append({"run_id": run_id, "partition_id": partition_id, "model_version": model.version, "model_name": model.name,
                      "n": sums.n, "sums": sums.as_dict() | {"codes": codes, "variant": variant}, "scored_at": at})
     upsert(platform.engine, confusion_sums, rows)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from rakuten_ml.errors import ObjectStoreError
 from rakuten_ml.labels import CLASS_NAMES
+from rakuten_ml.models.fusion import class_probabilities
 from rakuten_ml.storage.database import labelled_products_table
 from serving.review.metrics import ReviewMetrics
 from serving.review.queue import ReviewQueue
@@ -72,8 +73,8 @@ class ReviewService:
             return [], None
         frame = pd.DataFrame({"designation": [product.get("designation") or ""], "description": [product.get("description") or ""]})
         result = self.state.batcher.predict(champion.classifier, frame, [self.image(product)])
-        columns = [c for c in result.columns if str(c).startswith("proba_")]
-        proba = result[columns].to_numpy(dtype=float)[0]
+        matrix, classes = class_probabilities(result)
+        proba = matrix[0]
         best = np.argsort(-proba, kind="stable")[:TOP_K]
-        codes = [int(str(columns[j])[len("proba_"):]) for j in best]
+        codes = [classes[j] for j in best]
         return [ClassChoice(code, CLASS_NAMES.get(code, str(code)), float(proba[j])) for code, j in zip(codes, best, strict=True)], champion.version

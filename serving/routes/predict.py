@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request, Response
 from rakuten_ml.data.contract import MAX_IMAGE_BYTES
 from rakuten_ml.errors import InvalidObjectKeyError, ObjectNotFoundError, UnreadableObjectError
 from rakuten_ml.labels import CLASS_NAMES
+from rakuten_ml.models.fusion import class_probabilities
 from rakuten_ml.promotion.routing import assign_variant
 from serving.batcher import BatcherClosedError
 from serving.cache import input_digest
@@ -147,9 +148,7 @@ def _predict(
 
 def _payloads(result: pd.DataFrame) -> list[dict[str, Any]]:
     """The model-dependent part of each prediction: what the cache stores."""
-    proba_columns = [c for c in result.columns if str(c).startswith("proba_")]
-    codes = np.array([int(str(c)[len("proba_") :]) for c in proba_columns])
-    proba = result[proba_columns].to_numpy(dtype=float)
+    proba, codes = class_probabilities(result)
     top = np.argsort(-proba, axis=1, kind="stable")[:, :TOP_K]
     return [
         {
