@@ -377,6 +377,19 @@ class ServingSettings(Section):
     )
 
 
+def parse_reviewer_tokens(text: str) -> dict[str, str]:
+    """``"name:token,name2:token2"`` -> {name: token}; a malformed entry is an error naming the variable."""
+    tokens: dict[str, str] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, sep, token = entry.partition(":")
+        if not sep or not name.strip() or not token.strip() or len(name.strip()) > 56:
+            raise ValueError(f"RAKUTEN_REVIEW_REVIEWER_TOKENS: entry {name.strip()[:20]!r}... is not 'name:token' (name of at most 56 characters)")
+        tokens[name.strip()] = token.strip()
+    return tokens
+
+
 class ReviewSettings(Section):
     model_config = SettingsConfigDict(env_prefix="RAKUTEN_REVIEW_")
     title: ClassVar[str] = "Human review queue: reviewers label the products the models are unsure of or disagree on"
@@ -400,6 +413,9 @@ class ReviewSettings(Section):
         description="How long one serving process reuses the queue's prediction queries (a reviewer's own labels and skips are always read fresh).",
     )
 
+    def reviewers(self) -> dict[str, str]:
+        """{reviewer: token} from ``reviewer_tokens`` ({} when unset); a malformed entry is a ValueError naming the variable."""
+        return parse_reviewer_tokens(self.reviewer_tokens.get_secret_value()) if self.reviewer_tokens is not None else {}
 
 SECTIONS: dict[str, type[Section]] = {
     "ingest": IngestSettings,

@@ -191,9 +191,7 @@ class LifeCycle:
         settings = self.platform.settings
         products = load_products(self.platform.store, latest_snapshot_id(self.platform.engine))
         truth = dict(zip(products["productid"].astype(int), products["prdtypecode"].astype(int), strict=True))
-        secret = settings.review.reviewer_tokens
-        tokens = dict(item.split(":", 1) for item in (secret.get_secret_value() if secret else "").split(",") if ":" in item)
-        for i, (reviewer, token) in enumerate(sorted(tokens.items())):
+        for i, (reviewer, token) in enumerate(sorted(settings.review.reviewers().items())):
             counts = simulate_reviewers(self.stack.serving_url, reviewer, token, truth, limit=self.story.reviewed_per_reviewer,
                                         error_rate=0.05, seed=self.story.seed + day * 10 + i)
             self.timeline.reviews.append({"day": day, **counts})

@@ -27,19 +27,6 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def parse_reviewer_tokens(text: str) -> dict[str, str]:
-    """``"name:token,name2:token2"`` -> {name: token}; a malformed entry is an error naming the variable."""
-    tokens: dict[str, str] = {}
-    for entry in (e.strip() for e in text.split(",")):
-        if not entry:
-            continue
-        name, sep, token = entry.partition(":")
-        if not sep or not name.strip() or not token.strip() or len(name.strip()) > 56:
-            raise ValueError(f"{TOKENS_VARIABLE}: entry {name.strip()[:20]!r}... is not 'name:token' (name of at most 56 characters)")
-        tokens[name.strip()] = token.strip()
-    return tokens
-
-
 def reviewer_for(tokens: dict[str, str], presented: str) -> str | None:
     """The reviewer whose token is ``presented``; every token is compared, in constant time."""
     found = None
@@ -71,7 +58,7 @@ def start_session(session: MutableMapping[str, Any], reviewer: str, token: str) 
 def configured_tokens(state: State) -> dict[str, str]:
     """The reviewers, or 503 when the review pages are not configured."""
     review = state.settings.review
-    tokens = parse_reviewer_tokens(review.reviewer_tokens.get_secret_value()) if review.reviewer_tokens is not None else {}
+    tokens = review.reviewers()
     if not tokens or review.session_secret is None or not review.session_secret.get_secret_value():
         raise ApiError(503, "review_disabled",
                        f"the review queue is disabled: set {TOKENS_VARIABLE} ('name:token,...') and {SECRET_VARIABLE} on the server")

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rakuten_ml.resources import Platform
-from rakuten_ml.settings import Settings
+from rakuten_ml.settings import Settings, parse_reviewer_tokens
 from rakuten_ml.storage.database import paired_predictions, prediction_log, predictions, review_skips, upsert
 from serving.app import create_app
-from serving.review.auth import parse_reviewer_tokens, reviewer_for
+from serving.review.auth import reviewer_for
 from serving.review.order import QueueItem, rarity_boost, review_order
 from serving.review.queue import done_by, read_queue_state
 from serving.review.sanitize import sanitize_description
